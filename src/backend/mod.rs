@@ -1,0 +1,127 @@
+//! Block backends: where a vVol's bytes live.
+//!
+//! A [`BlockBackend`] is positional, `&self` block storage: many router
+//! threads share one backend through an `Arc` with no outer mutex. The
+//! contract of every method is written on the method and checked for every
+//! implementation by one conformance suite (`tests/it/backend_conformance.rs`).
+//!
+//! Implementations:
+//! - [`MemoryBackend`]: sparse chunks in RAM, allocated on first write.
+//! - [`FileBackend`]: a regular file or a block device through pread/pwrite,
+//!   optionally with O_DIRECT.
+//! - [`FaultyBackend`]: wraps another backend and fails chosen operations,
+//!   for error-path tests.
+
+mod error;
+mod faulty;
+mod file;
+mod memory;
+mod op;
+
+pub use error::BackendError;
+pub use faulty::{Fault, FaultId, FaultKind, FaultTrigger, FaultyBackend};
+pub use file::{FileBackend, FileBackendOptions};
+pub use memory::MemoryBackend;
+pub use op::{AllocationExtent, AllocationState, BackendOp};
+
+/// Most extents an [`allocation`](BlockBackend::allocation) query returns in
+/// one call; a caller asks again from the end of the last extent.
+pub const MAX_ALLOCATION_EXTENTS: usize = 1024;
+
+/// Positional block storage shared by many threads.
+///
+/// All offsets and lengths are in bytes. Unless a method says otherwise, a
+/// range must lie within [`capacity_bytes`](Self::capacity_bytes)
+/// ([`BackendError::OutOfRange`] otherwise); alignment to
+/// [`logical_block_size`](Self::logical_block_size) is enforced by the router,
+/// and a backend may also enforce it itself ([`BackendError::Misaligned`]).
+///
+/// Optional capabilities ([`discard`](Self::discard),
+/// [`write_zeroes`](Self::write_zeroes), [`allocation`](Self::allocation),
+/// [`resize`](Self::resize)) are announced by [`supports`](Self::supports);
+/// where absent they return [`BackendError::Unsupported`].
+pub trait BlockBackend: Send + Sync + std::fmt::Debug + 'static {
+    /// Capacity in bytes.
+    fn capacity_bytes(&self) -> u64;
+
+    /// Logical block size in bytes (512 or 4096 for the provided backends).
+    fn logical_block_size(&self) -> u32;
+
+    /// Whether the backend implements an optional operation.
+    fn supports(&self, op: BackendOp) -> bool;
+
+    /// Fills `buf` with the bytes at `offset`. Never-written ranges read as zeros.
+    ///
+    /// # Errors
+    /// [`BackendError::OutOfRange`] when the range passes the capacity;
+    /// [`BackendError::Io`] or [`BackendError::Gone`] when the storage fails.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), BackendError>;
+
+    /// Writes `data` at `offset`. With `fua` the data is durable when the call
+    /// returns; without it, only after a later [`flush`](Self::flush).
+    ///
+    /// # Errors
+    /// [`BackendError::OutOfRange`] when the range passes the capacity;
+    /// [`BackendError::Io`] or [`BackendError::Gone`] when the storage fails.
+    fn write_at(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), BackendError>;
+
+    /// Makes every completed write durable.
+    ///
+    /// # Errors
+    /// [`BackendError::Io`] or [`BackendError::Gone`] when the storage fails;
+    /// a failed flush means earlier writes may not be durable.
+    fn flush(&self) -> Result<(), BackendError>;
+
+    /// Tells the backend the range is no longer needed. Afterwards the range
+    /// reads as zeros or as its old contents; only
+    /// [`write_zeroes`](Self::write_zeroes) guarantees zeros.
+    ///
+    /// # Errors
+    /// [`BackendError::Unsupported`] when the backend cannot discard, and the
+    /// errors of [`write_at`](Self::write_at).
+    fn discard(&self, offset: u64, len: u64) -> Result<(), BackendError>;
+
+    /// Makes the range read as zeros, freeing space where the backend can.
+    ///
+    /// # Errors
+    /// [`BackendError::Unsupported`] when the backend cannot do it, and the
+    /// errors of [`write_at`](Self::write_at).
+    fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), BackendError>;
+
+    /// Describes the allocation state of `[offset, offset + len)` as contiguous
+    /// extents in ascending order, covering the range from `offset` without
+    /// gaps. At most [`MAX_ALLOCATION_EXTENTS`] are returned, so the extents
+    /// may end before `offset + len`.
+    ///
+    /// # Errors
+    /// [`BackendError::OutOfRange`], [`BackendError::Unsupported`], or a
+    /// storage failure.
+    fn allocation(&self, offset: u64, len: u64) -> Result<Vec<AllocationExtent>, BackendError>;
+
+    /// Changes the capacity to `new_capacity_bytes` (a multiple of the
+    /// logical block size). Growing exposes zeros.
+    ///
+    /// # Errors
+    /// [`BackendError::Unsupported`] when the backend cannot change size
+    /// (a block device), [`BackendError::Misaligned`] for an unaligned size,
+    /// or a storage failure.
+    fn resize(&self, new_capacity_bytes: u64) -> Result<(), BackendError>;
+}
+
+/// Checks that `[offset, offset + len)` fits in `capacity`.
+pub(crate) fn check_range(
+    op: BackendOp,
+    offset: u64,
+    len: u64,
+    capacity: u64,
+) -> Result<(), BackendError> {
+    match offset.checked_add(len) {
+        Some(end) if end <= capacity => Ok(()),
+        _ => Err(BackendError::OutOfRange {
+            op,
+            offset,
+            len,
+            capacity,
+        }),
+    }
+}

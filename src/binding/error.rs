@@ -1,0 +1,278 @@
+//! Errors of the control plane, classified as VASA faults.
+
+use crate::backend::BackendError;
+use crate::model::{
+    ArrayId, BindHandle, ConfigError, ContainerId, EventId, HostId, Naa, PeId, Protocol, VvolId,
+};
+
+/// The VASA 2.x fault a [`ControlError`] corresponds to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum VasaFault {
+    /// `InvalidArgument`.
+    InvalidArgument,
+    /// `NotFound`.
+    NotFound,
+    /// `TooMany` (carries `maxBatchSize` for batches).
+    TooMany,
+    /// `ResourceInUse`.
+    ResourceInUse,
+    /// `OutOfResource`.
+    OutOfResource,
+    /// `LostEvent`.
+    LostEvent,
+    /// `StorageFault`.
+    StorageFault,
+}
+
+/// An error of a control-plane call. Per-item bind results use it too.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// A specification breaks a model rule.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A limit from [`Limits`](crate::Limits) was reached.
+    #[error("too many {what}: the limit is {limit}")]
+    TooMany {
+        /// What was counted.
+        what: &'static str,
+        /// The limit.
+        limit: u64,
+    },
+    /// A bind batch larger than the configured maximum.
+    #[error("a batch of {len} vVols exceeds the maximum batch size {max_batch}")]
+    BatchTooLarge {
+        /// vVols in the call.
+        len: usize,
+        /// The maximum (VASA `TooMany.maxBatchSize`).
+        max_batch: usize,
+    },
+    /// A bind call without vVols.
+    #[error("a bind needs at least one vVol")]
+    EmptyBatch,
+    /// A bind call naming vVols of more than one container.
+    #[error("one bind call must name vVols of one container, got {first} and {other}")]
+    MixedContainers {
+        /// The container of the first known vVol.
+        first: ContainerId,
+        /// Another container in the same call.
+        other: ContainerId,
+    },
+    /// No active PE of the container's array with its protocol is in the
+    /// host's PE context.
+    #[error("no active {protocol:?} PE of {array} serving {container} is visible to {host}")]
+    NoEligiblePe {
+        /// The binding host.
+        host: HostId,
+        /// The vVols' container.
+        container: ContainerId,
+        /// Its array.
+        array: ArrayId,
+        /// Its protocol.
+        protocol: Protocol,
+    },
+    /// Unknown array.
+    #[error("{0} does not exist")]
+    ArrayNotFound(ArrayId),
+    /// Unknown container.
+    #[error("{0} does not exist")]
+    ContainerNotFound(ContainerId),
+    /// Unknown PE.
+    #[error("{0} does not exist")]
+    PeNotFound(PeId),
+    /// Unknown host.
+    #[error("{0} does not exist")]
+    HostNotFound(HostId),
+    /// Unknown vVol.
+    #[error("vVol {0} does not exist")]
+    VvolNotFound(VvolId),
+    /// The handle names no binding this host holds (wrong secondary id or
+    /// generation, or already unbound).
+    #[error("{host} holds no binding {handle}")]
+    HandleNotFound {
+        /// The unbinding host.
+        host: HostId,
+        /// The handle it gave.
+        handle: BindHandle,
+    },
+    /// No binding has this handle's secondary id and generation.
+    #[error("no binding {0}")]
+    BindingNotFound(BindHandle),
+    /// A name that is already taken.
+    #[error("{what} name {name:?} is already used")]
+    DuplicateName {
+        /// What is being named.
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// An NAA already used by another PE.
+    #[error("{naa} already names {existing}")]
+    DuplicateNaa {
+        /// The NAA.
+        naa: Naa,
+        /// The PE using it.
+        existing: PeId,
+    },
+    /// An administrative LUN already used by another PE of the array.
+    #[error("administrative LUN {admin_lun} of {array} is already used by {existing}")]
+    DuplicateAdminLun {
+        /// The array.
+        array: ArrayId,
+        /// The LUN.
+        admin_lun: u16,
+        /// The PE using it.
+        existing: PeId,
+    },
+    /// A vVol id already in use.
+    #[error("vVol {0} already exists")]
+    DuplicateVvol(VvolId),
+    /// The vVol is bound, so it cannot be deleted.
+    #[error("vVol {vvol} has {bindings} binding(s)")]
+    VvolBound {
+        /// The vVol.
+        vvol: VvolId,
+        /// Its bindings.
+        bindings: usize,
+    },
+    /// The host holds bindings on the PE, so the PE cannot leave its PE
+    /// context (or the host cannot be removed).
+    #[error("{host} holds bindings on {pe}")]
+    HostBoundOnPe {
+        /// The host.
+        host: HostId,
+        /// The PE.
+        pe: PeId,
+    },
+    /// The PE has bindings, so it cannot be removed.
+    #[error("{pe} has {bindings} binding(s)")]
+    PeBound {
+        /// The PE.
+        pe: PeId,
+        /// Its bindings.
+        bindings: u64,
+    },
+    /// The container holds vVols, so it cannot be removed.
+    #[error("{container} holds {vvols} vVol(s)")]
+    ContainerNotEmpty {
+        /// The container.
+        container: ContainerId,
+        /// Its vVols.
+        vvols: u64,
+    },
+    /// A PE and a container in one array with different protocols, or a PE
+    /// of another array.
+    #[error("{pe} cannot serve {container}")]
+    PeCannotServe {
+        /// The PE.
+        pe: PeId,
+        /// The container.
+        container: ContainerId,
+    },
+    /// The container's quota cannot hold the request.
+    #[error("{container} has {available_bytes} bytes left, {requested_bytes} requested")]
+    QuotaExceeded {
+        /// The container.
+        container: ContainerId,
+        /// Bytes requested.
+        requested_bytes: u64,
+        /// Bytes left in the quota.
+        available_bytes: u64,
+    },
+    /// A vVol larger than its container allows.
+    #[error("{requested_bytes} bytes exceed the largest vVol of {container}, {max_vvol_bytes}")]
+    VvolTooLarge {
+        /// The container.
+        container: ContainerId,
+        /// Bytes requested.
+        requested_bytes: u64,
+        /// The container's maximum vVol size.
+        max_vvol_bytes: u64,
+    },
+    /// A resize that would shrink the vVol.
+    #[error("vVol {vvol} cannot shrink from {capacity_bytes} to {requested_bytes} bytes")]
+    Shrink {
+        /// The vVol.
+        vvol: VvolId,
+        /// Its capacity.
+        capacity_bytes: u64,
+        /// The requested capacity.
+        requested_bytes: u64,
+    },
+    /// Every eligible PE has handed out all its secondary ids.
+    #[error("every eligible PE is out of secondary ids for vVol {vvol}")]
+    SecondaryIdsExhausted {
+        /// The vVol that could not be bound.
+        vvol: VvolId,
+    },
+    /// A host's bind count for one binding reached `u32::MAX`.
+    #[error("{host} has bound {handle} {count} times")]
+    BindCountOverflow {
+        /// The host.
+        host: HostId,
+        /// The binding.
+        handle: BindHandle,
+        /// Its count.
+        count: u32,
+    },
+    /// The backend does not fit the vVol.
+    #[error(
+        "backend with {backend_block_size}-byte blocks cannot serve {vvol_block_size}-byte blocks"
+    )]
+    BackendBlockSize {
+        /// The backend's logical block size.
+        backend_block_size: u32,
+        /// The vVol's logical block size.
+        vvol_block_size: u32,
+    },
+    /// The backend failed while creating or resizing a vVol.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The caller fell behind the retained event window.
+    #[error("events after {requested} were dropped; the oldest kept is {oldest}")]
+    LostEvent {
+        /// The id the caller asked from.
+        requested: EventId,
+        /// The oldest event still kept.
+        oldest: EventId,
+    },
+}
+
+impl ControlError {
+    /// The VASA fault this error is reported as.
+    #[must_use]
+    pub fn fault(&self) -> VasaFault {
+        use ControlError as E;
+        match self {
+            E::Config(_)
+            | E::EmptyBatch
+            | E::MixedContainers { .. }
+            | E::DuplicateName { .. }
+            | E::DuplicateNaa { .. }
+            | E::DuplicateAdminLun { .. }
+            | E::DuplicateVvol(_)
+            | E::PeCannotServe { .. }
+            | E::VvolTooLarge { .. }
+            | E::Shrink { .. }
+            | E::BackendBlockSize { .. } => VasaFault::InvalidArgument,
+            E::TooMany { .. } | E::BatchTooLarge { .. } | E::BindCountOverflow { .. } => {
+                VasaFault::TooMany
+            }
+            E::ArrayNotFound(_)
+            | E::ContainerNotFound(_)
+            | E::PeNotFound(_)
+            | E::HostNotFound(_)
+            | E::VvolNotFound(_)
+            | E::HandleNotFound { .. }
+            | E::BindingNotFound(_) => VasaFault::NotFound,
+            E::VvolBound { .. }
+            | E::HostBoundOnPe { .. }
+            | E::PeBound { .. }
+            | E::ContainerNotEmpty { .. } => VasaFault::ResourceInUse,
+            E::QuotaExceeded { .. } | E::SecondaryIdsExhausted { .. } => VasaFault::OutOfResource,
+            E::LostEvent { .. } => VasaFault::LostEvent,
+            E::NoEligiblePe { .. } | E::Backend(_) => VasaFault::StorageFault,
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Read-only queries of the control plane.
+
+use super::ControlError;
+use super::control_plane::ControlPlane;
+use super::events::Event;
+use super::state::{BindingKey, State};
+use crate::model::{
+    Array, ArrayId, BindHandle, BindingInfo, Container, ContainerId, EventId, Host, HostId, PeId,
+    ProtocolEndpoint, Transport, VirtualVolume, VvolId, VvolKey, VvolType,
+};
+use crate::router::{PeStats, VvolStats};
+
+/// Per-PE and per-vVol I/O counters at one moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StatsSnapshot {
+    /// Every PE, in id order.
+    pub pes: Vec<PeStats>,
+    /// Every vVol, in id order.
+    pub vvols: Vec<VvolStats>,
+}
+
+fn info(st: &State, key: BindingKey) -> BindingInfo {
+    let b = &st.bindings[&key];
+    BindingInfo {
+        handle: st.handle(key),
+        vvol: b.vvol,
+        hosts: b.hosts.to_vec(),
+    }
+}
+
+fn sorted(mut v: Vec<BindingInfo>) -> Vec<BindingInfo> {
+    v.sort_by_key(|b| b.handle);
+    v
+}
+
+impl ControlPlane {
+    /// A snapshot of an array.
+    ///
+    /// # Errors
+    /// [`ControlError::ArrayNotFound`].
+    pub fn array(&self, id: ArrayId) -> Result<Array, ControlError> {
+        let st = self.lock();
+        let a = st.array(id)?;
+        Ok(Array {
+            id,
+            name: a.spec.name().to_owned(),
+            ieee_company_id: a.spec.ieee_company_id(),
+            containers: a.containers.iter().copied().collect(),
+            pes: a.pes.iter().copied().collect(),
+        })
+    }
+
+    /// Every array id, in order.
+    #[must_use]
+    pub fn arrays(&self) -> Vec<ArrayId> {
+        self.lock().arrays.keys().copied().collect()
+    }
+
+    /// The PEs of an array (VASA `queryProtocolEndpointForArray`).
+    ///
+    /// # Errors
+    /// [`ControlError::ArrayNotFound`].
+    pub fn pes_for_array(&self, id: ArrayId) -> Result<Vec<PeId>, ControlError> {
+        Ok(self.lock().array(id)?.pes.iter().copied().collect())
+    }
+
+    /// A snapshot of a container.
+    ///
+    /// # Errors
+    /// [`ControlError::ContainerNotFound`].
+    pub fn container(&self, id: ContainerId) -> Result<Container, ControlError> {
+        let st = self.lock();
+        let c = st.container(id)?;
+        Ok(Container {
+            id,
+            array: c.array,
+            name: c.spec.name().to_owned(),
+            protocol: c.spec.protocol(),
+            quota_bytes: c.spec.quota_bytes(),
+            max_vvol_bytes: c.spec.max_vvol_bytes(),
+            used_bytes: c.used_bytes,
+            vvols: c.vvols,
+        })
+    }
+
+    /// A snapshot of a PE.
+    ///
+    /// # Errors
+    /// [`ControlError::PeNotFound`].
+    pub fn pe(&self, id: PeId) -> Result<ProtocolEndpoint, ControlError> {
+        let st = self.lock();
+        let e = st.pe(id)?;
+        Ok(ProtocolEndpoint {
+            id,
+            array: e.array,
+            transport: e.spec.transport().clone(),
+            queue_depth: e.spec.queue_depth(),
+            secondary_ids: e.spec.secondary_ids(),
+            state: e.state,
+            bindings: e.bindings,
+        })
+    }
+
+    /// A snapshot of a host.
+    ///
+    /// # Errors
+    /// [`ControlError::HostNotFound`].
+    pub fn host(&self, id: HostId) -> Result<Host, ControlError> {
+        let st = self.lock();
+        let h = st.host(id)?;
+        Ok(Host {
+            id,
+            name: h.name.clone(),
+            pe_context: h.pe_context.iter().copied().collect(),
+            bindings: h.bindings.len(),
+        })
+    }
+
+    /// A snapshot of a vVol.
+    ///
+    /// # Errors
+    /// [`ControlError::VvolNotFound`].
+    pub fn vvol(&self, id: VvolId) -> Result<VirtualVolume, ControlError> {
+        let st = self.lock();
+        let v = st.vvol(id)?;
+        Ok(VirtualVolume {
+            id,
+            key: v.core.key,
+            container: v.container,
+            vtype: v.vtype,
+            capacity_bytes: v.core.capacity_bytes(),
+            logical_block_size: v.core.block_size,
+            backend: std::sync::Arc::clone(&v.core.backend),
+            bindings: v.bindings.len(),
+        })
+    }
+
+    /// The vVol with a router key, as [`Router::resolve`](crate::Router::resolve) reports it.
+    #[must_use]
+    pub fn vvol_by_key(&self, key: VvolKey) -> Option<VvolId> {
+        self.lock().keys.get(&key).copied()
+    }
+
+    /// Every vVol of a container, in id order.
+    ///
+    /// # Errors
+    /// [`ControlError::ContainerNotFound`].
+    pub fn vvols_in(&self, container: ContainerId) -> Result<Vec<VvolId>, ControlError> {
+        let st = self.lock();
+        st.container(container)?;
+        let mut ids: Vec<VvolId> = st
+            .vvols
+            .iter()
+            .filter(|(_, v)| v.container == container)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// The bindings `host` holds, in handle order.
+    ///
+    /// # Errors
+    /// [`ControlError::HostNotFound`].
+    pub fn bindings_for_host(&self, host: HostId) -> Result<Vec<BindingInfo>, ControlError> {
+        let st = self.lock();
+        let keys = &st.host(host)?.bindings;
+        Ok(sorted(keys.iter().map(|k| info(&st, *k)).collect()))
+    }
+
+    /// The bindings made through `pe`, in handle order.
+    ///
+    /// # Errors
+    /// [`ControlError::PeNotFound`].
+    pub fn bindings_for_pe(&self, pe: PeId) -> Result<Vec<BindingInfo>, ControlError> {
+        let st = self.lock();
+        st.pe(pe)?;
+        Ok(sorted(
+            st.bindings
+                .keys()
+                .filter(|k| k.0 == pe)
+                .map(|k| info(&st, *k))
+                .collect(),
+        ))
+    }
+
+    /// The bindings of `vvol` (its handles), in handle order.
+    ///
+    /// # Errors
+    /// [`ControlError::VvolNotFound`].
+    pub fn bindings_for_vvol(&self, vvol: VvolId) -> Result<Vec<BindingInfo>, ControlError> {
+        let st = self.lock();
+        let keys = &st.vvol(vvol)?.bindings;
+        Ok(sorted(keys.iter().map(|k| info(&st, *k)).collect()))
+    }
+
+    /// The VASA `vvolSecondaryId` text of a live handle: on SCSI the 8-byte
+    /// subsidiary LUN as 16 uppercase hex digits and `h` (bytes 0-1 left to
+    /// the PE), on NFS `<container name>/rfc4122.<uuid>`, with a trailing
+    /// `/` for a Config vVol (a directory).
+    ///
+    /// # Errors
+    /// [`ControlError::PeNotFound`], [`ControlError::BindingNotFound`] when no
+    /// binding has this secondary id and generation.
+    pub fn vasa_secondary_id(&self, handle: BindHandle) -> Result<String, ControlError> {
+        let st = self.lock();
+        let pe = st.pe(handle.pe)?;
+        let b = st
+            .bindings
+            .get(&(handle.pe, handle.secondary_id))
+            .filter(|b| b.generation == handle.generation)
+            .ok_or(ControlError::BindingNotFound(handle))?;
+        Ok(match pe.spec.transport() {
+            Transport::Scsi { .. } => {
+                let lun = pe
+                    .spec
+                    .secondary_ids()
+                    .addressing()
+                    .subsidiary_lun(handle.secondary_id)
+                    .expect("secondary ids are handed out inside the PE's addressing");
+                let mut text: String = lun.iter().map(|b| format!("{b:02X}")).collect();
+                text.push('h');
+                text
+            }
+            Transport::Nfs { .. } => {
+                let v = &st.vvols[&b.vvol];
+                let container = st.containers[&v.container].spec.name();
+                let dir = if v.vtype == VvolType::Config { "/" } else { "" };
+                format!("{container}/{}{dir}", b.vvol)
+            }
+        })
+    }
+
+    /// Events after `last` (VASA `getEvents`); pass `EventId(0)` for all.
+    ///
+    /// # Errors
+    /// [`ControlError::LostEvent`] when events after `last` were already
+    /// dropped from the window.
+    pub fn events_since(&self, last: EventId) -> Result<Vec<Event>, ControlError> {
+        self.lock().events.since(last)
+    }
+
+    /// The id of the newest event (`EventId(0)` before the first).
+    #[must_use]
+    pub fn last_event_id(&self) -> EventId {
+        self.lock().events.last_id()
+    }
+
+    /// I/O counters of every PE and vVol.
+    #[must_use]
+    pub fn stats(&self) -> StatsSnapshot {
+        let st = self.lock();
+        let pes = st
+            .pes
+            .keys()
+            .filter_map(|pe| self.router.pe_stats(*pe))
+            .collect();
+        let mut vvols: Vec<VvolStats> = st
+            .vvols
+            .iter()
+            .map(|(id, v)| VvolStats {
+                vvol: *id,
+                io: v.core.counters.snapshot(),
+            })
+            .collect();
+        vvols.sort_by_key(|s| s.vvol);
+        StatsSnapshot { pes, vvols }
+    }
+}

@@ -1,0 +1,154 @@
+//! The data plane: resolves (PE, secondary id) and routes I/O to backends.
+//!
+//! [`Router::resolve`] is one bounds check and three dependent loads (PE
+//! table, slot chunk, slot word): no lock, no hashing, no shared write. Bind
+//! and unbind publish into the same tables from the control plane without
+//! ever blocking a reader. Routed I/O pins the binding it resolved (an
+//! `arc-swap` guard), so an unbind never waits for I/O and I/O that resolved
+//! before the unbind completes on the vVol it resolved to.
+
+mod error;
+mod io;
+mod stats;
+mod table;
+mod volume;
+
+use std::sync::{Arc, OnceLock};
+
+pub use error::RouteError;
+pub use stats::{IoStats, PeStats, VvolStats};
+use table::PeTable;
+pub use table::SLOT_CHUNK;
+pub(crate) use table::TableState;
+pub(crate) use volume::{INLINE_HOSTS, LiveBinding, VolumeCore};
+
+use crate::model::{Generation, PeId, SecondaryId, SecondaryIdSpace, VvolKey};
+
+/// What [`Router::resolve`] finds in a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Resolved {
+    /// The vVol bound at the slot.
+    pub vvol: VvolKey,
+    /// The slot's generation: a handle must carry it to do I/O.
+    pub generation: Generation,
+}
+
+/// Routes I/O from (host, handle) to the bound vVol's backend.
+///
+/// A router belongs to one [`ControlPlane`](crate::ControlPlane), which binds
+/// and unbinds through it; get it with
+/// [`ControlPlane::router`](crate::ControlPlane::router) and share the `Arc`
+/// with any number of I/O threads.
+///
+/// # Example
+/// ```
+/// use vvol::{BindContext, ControlPlane};
+///
+/// let (plane, topo) = vvol::topology::quickstart()?;
+/// let vm = &topo.vms[0];
+/// let host = topo.hosts[0];
+/// let handle = plane.bind(host, &[vm.data], BindContext::Normal)?.remove(0)?;
+/// let router = plane.router();
+/// router.write(host, handle, 0, &[7u8; 512], false)?;
+/// let mut back = [0u8; 512];
+/// router.read(host, handle, 0, &mut back)?;
+/// assert_eq!(back, [7u8; 512]);
+/// assert_eq!(router.resolve(handle.pe, handle.secondary_id).unwrap().generation, handle.generation);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Router {
+    pes: Box<[OnceLock<PeTable>]>,
+}
+
+impl Router {
+    /// A router with room for `max_pes` PEs (ids `0..max_pes`).
+    pub(crate) fn new(max_pes: u32) -> Self {
+        Self {
+            pes: (0..max_pes).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    #[inline]
+    fn table(&self, pe: PeId) -> Option<&PeTable> {
+        self.pes.get(pe.0 as usize)?.get()
+    }
+
+    /// Finds what is bound at `(pe, secondary_id)`: `None` when the slot is
+    /// empty, outside the PE's range, or the PE is unknown, failed or removed.
+    /// Takes no lock and writes no shared memory.
+    #[inline]
+    #[must_use]
+    pub fn resolve(&self, pe: PeId, secondary_id: SecondaryId) -> Option<Resolved> {
+        let table = self.table(pe)?;
+        if matches!(table.state(), TableState::Failed | TableState::Removed) {
+            return None;
+        }
+        let word = table.word(secondary_id)?;
+        Some(Resolved {
+            vvol: word.key?,
+            generation: word.generation,
+        })
+    }
+
+    /// Counters of one PE; `None` for an unknown PE.
+    #[must_use]
+    pub fn pe_stats(&self, pe: PeId) -> Option<PeStats> {
+        let table = self.table(pe)?;
+        Some(PeStats {
+            pe,
+            in_flight: table.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+            io: table.counters.snapshot(),
+        })
+    }
+
+    /// Bytes held by every PE's routing slots (16 bytes a slot, allocated in
+    /// chunks of [`SLOT_CHUNK`]).
+    #[must_use]
+    pub fn slot_bytes(&self) -> usize {
+        self.pes
+            .iter()
+            .filter_map(OnceLock::get)
+            .map(PeTable::slot_bytes)
+            .sum()
+    }
+
+    // ---- control-plane side -------------------------------------------------
+
+    pub(crate) fn add_pe(&self, pe: PeId, space: SecondaryIdSpace, queue_depth: u32) {
+        let cell = self
+            .pes
+            .get(pe.0 as usize)
+            .expect("the control plane checks max_pes before adding a PE");
+        let fresh = cell.set(PeTable::new(space, queue_depth)).is_ok();
+        assert!(fresh, "PE ids are never reused");
+    }
+
+    pub(crate) fn set_pe_state(&self, pe: PeId, state: TableState) {
+        if let Some(table) = self.table(pe) {
+            table.set_state(state);
+        }
+    }
+
+    pub(crate) fn next_generation(&self, pe: PeId, sid: SecondaryId) -> Generation {
+        self.table(pe)
+            .map_or(Generation(1), |t| t.next_generation(sid))
+    }
+
+    pub(crate) fn publish(&self, pe: PeId, sid: SecondaryId, binding: Arc<LiveBinding>) {
+        let table = self.table(pe).expect("bindings are only made on known PEs");
+        table.publish(sid, binding);
+    }
+
+    pub(crate) fn replace(&self, pe: PeId, sid: SecondaryId, binding: Arc<LiveBinding>) {
+        if let Some(table) = self.table(pe) {
+            table.replace(sid, binding);
+        }
+    }
+
+    pub(crate) fn retire(&self, pe: PeId, sid: SecondaryId) {
+        if let Some(table) = self.table(pe) {
+            table.retire(sid);
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Ready-made topologies for examples, tests and benchmarks.
+//!
+//! [`quickstart`] builds the vSphere documentation's example (one array with
+//! 2 containers and 3 PEs, where vVols of both containers can bind through
+//! all 3 PEs) plus a second array with an NFS container and PE, 2 hosts that
+//! see every PE, and three VMs' vVols. Everything is deterministic: the same
+//! ids, NAA names, LUNs and vVol UUIDs on every run.
+
+use crate::binding::{ControlError, ControlPlane, Limits};
+use crate::model::{
+    ArrayId, ArraySpec, ContainerId, ContainerSpec, HostId, Naa, NfsVersion, PeId, PeSpec,
+    Protocol, ScsiPath, VvolId, VvolSpec, VvolType,
+};
+
+/// IEEE company id used for the quickstart's SCSI array.
+pub const QUICKSTART_COMPANY_ID: u32 = 0x00_1A_2B;
+/// Administrative LUNs of the quickstart's three SCSI PEs.
+pub const QUICKSTART_ADMIN_LUNS: [u16; 3] = [254, 255, 256];
+
+/// The vVols of one VM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Vm {
+    /// The VM's name.
+    pub name: String,
+    /// The container holding its vVols.
+    pub container: ContainerId,
+    /// Its Config vVol (VM home).
+    pub config: VvolId,
+    /// Its Data vVol (one virtual disk).
+    pub data: VvolId,
+    /// Its Swap vVol, when it has been powered on.
+    pub swap: Option<VvolId>,
+}
+
+impl Vm {
+    /// All of the VM's vVols: config, data, then swap.
+    #[must_use]
+    pub fn vvols(&self) -> Vec<VvolId> {
+        let mut all = vec![self.config, self.data];
+        all.extend(self.swap);
+        all
+    }
+}
+
+/// The ids of a built topology.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Topology {
+    /// `[scsi array, nfs array]`.
+    pub arrays: Vec<ArrayId>,
+    /// `[gold (SCSI), silver (SCSI), bronze (NFS)]`.
+    pub containers: Vec<ContainerId>,
+    /// `[3 SCSI PEs of the first array..., the NFS PE]`.
+    pub pes: Vec<PeId>,
+    /// `[esx-01, esx-02]`, each seeing every PE.
+    pub hosts: Vec<HostId>,
+    /// `vm-a` (gold), `vm-b` (silver), `vm-c` (bronze, NFS).
+    pub vms: Vec<Vm>,
+}
+
+/// Builds the quickstart topology on a new control plane with default limits.
+///
+/// # Errors
+/// None in practice; the error type is the control plane's.
+///
+/// # Example
+/// ```
+/// let (plane, topo) = vvol::topology::quickstart()?;
+/// assert_eq!(plane.pes_for_array(topo.arrays[0])?.len(), 3);
+/// assert_eq!(topo.vms.len(), 3);
+/// # Ok::<(), vvol::ControlError>(())
+/// ```
+pub fn quickstart() -> Result<(ControlPlane, Topology), ControlError> {
+    quickstart_with(Limits::default())
+}
+
+/// Builds the quickstart topology with `limits`.
+///
+/// # Errors
+/// [`ControlError::TooMany`] when `limits` are too small for it.
+pub fn quickstart_with(limits: Limits) -> Result<(ControlPlane, Topology), ControlError> {
+    const GIB: u64 = 1 << 30;
+    const TIB: u64 = 1 << 40;
+    let plane = ControlPlane::new(limits);
+    let scsi = plane.add_array(ArraySpec::new("array-a", QUICKSTART_COMPANY_ID))?;
+    let nfs = plane.add_array(ArraySpec::new("array-b", 0x00_3C_4D))?;
+    let gold = plane.add_container(scsi, ContainerSpec::new("gold", Protocol::Scsi, 4 * TIB))?;
+    let silver = plane.add_container(
+        scsi,
+        ContainerSpec::new("silver", Protocol::Scsi, 2 * TIB).with_max_vvol_bytes(TIB),
+    )?;
+    let bronze = plane.add_container(nfs, ContainerSpec::new("bronze", Protocol::Nfs, TIB))?;
+    let mut pes = Vec::new();
+    for (i, lun) in QUICKSTART_ADMIN_LUNS.into_iter().enumerate() {
+        let n = i as u64 + 1;
+        let naa = Naa::from_parts(
+            QUICKSTART_COMPANY_ID,
+            0x0_5EED_0000 + n,
+            0xC0FF_EE00_0000_0000 + n,
+        )
+        .expect("fixed fields fit");
+        let spec =
+            PeSpec::scsi(naa, lun).with_paths(vec![ScsiPath::new(1, 1), ScsiPath::new(2, 2)]);
+        pes.push(plane.add_pe(scsi, spec)?);
+    }
+    pes.push(plane.add_pe(nfs, PeSpec::nfs("192.0.2.10", "/vvol-pe", NfsVersion::V3))?);
+    let hosts = vec![plane.add_host("esx-01")?, plane.add_host("esx-02")?];
+    for host in &hosts {
+        plane.set_pe_context(*host, &pes)?;
+    }
+    let mut vms = Vec::new();
+    for (name, container, disk) in [
+        ("vm-a", gold, 40 * GIB),
+        ("vm-b", silver, 100 * GIB),
+        ("vm-c", bronze, 20 * GIB),
+    ] {
+        let config = plane.create_vvol(container, VvolSpec::new(VvolType::Config, 4 * GIB))?;
+        let data = plane.create_vvol(
+            container,
+            VvolSpec::new(VvolType::Data, disk).with_logical_block_size(512),
+        )?;
+        let swap = plane.create_vvol(container, VvolSpec::new(VvolType::Swap, 8 * GIB))?;
+        vms.push(Vm {
+            name: name.to_owned(),
+            container,
+            config,
+            data,
+            swap: Some(swap),
+        });
+    }
+    let topology = Topology {
+        arrays: vec![scsi, nfs],
+        containers: vec![gold, silver, bronze],
+        pes,
+        hosts,
+        vms,
+    };
+    Ok((plane, topology))
+}

@@ -1,0 +1,962 @@
+//! One conformance suite for every [`BlockBackend`], plus backend-specific
+//! tests.
+//!
+//! Each case is written once over `&dyn BlockBackend` and takes a
+//! constructor; the `suite!` macro runs every case against every backend.
+
+use std::io::ErrorKind;
+use std::path::Path;
+use std::sync::Arc;
+
+use vvol::backend::{
+    AllocationExtent, AllocationState, BackendError, BackendOp, BlockBackend, Fault, FaultKind,
+    FaultTrigger, FaultyBackend, FileBackend, FileBackendOptions, MAX_ALLOCATION_EXTENTS,
+    MemoryBackend,
+};
+
+/// Builds a backend of `capacity` bytes with the given logical block size.
+type Ctor = fn(u64, u32) -> Arc<dyn BlockBackend>;
+
+/// Capacity used by the conformance cases: several memory chunks.
+const CAP: u64 = 4 << 20;
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * 1024;
+
+// ---------------------------------------------------------------------------
+// Constructors
+// ---------------------------------------------------------------------------
+
+fn memory(capacity: u64, block_size: u32) -> Arc<dyn BlockBackend> {
+    Arc::new(MemoryBackend::new(capacity, block_size).expect("memory backend"))
+}
+
+fn faulty_memory(capacity: u64, block_size: u32) -> Arc<dyn BlockBackend> {
+    Arc::new(FaultyBackend::new(memory(capacity, block_size)))
+}
+
+/// Opens a file backend on a fresh temporary file in `dir`. The file is
+/// unlinked right away; the backend keeps its descriptor.
+fn file_in(dir: &Path, capacity: u64, block_size: u32, direct: bool) -> Arc<dyn BlockBackend> {
+    let file = tempfile::Builder::new()
+        .prefix("vvol-backend-")
+        .tempfile_in(dir)
+        .expect("temporary file");
+    let backend = FileBackend::open(
+        file.path(),
+        FileBackendOptions::default()
+            .with_create_capacity(capacity)
+            .with_logical_block_size(block_size)
+            .with_direct(direct),
+    )
+    .expect("file backend");
+    drop(file);
+    Arc::new(backend)
+}
+
+fn file_buffered(capacity: u64, block_size: u32) -> Arc<dyn BlockBackend> {
+    file_in(&std::env::temp_dir(), capacity, block_size, false)
+}
+
+/// O_DIRECT needs a disk file system (tmpfs refuses it): use the target dir.
+fn direct_dir() -> &'static Path {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+}
+
+fn file_direct(capacity: u64, block_size: u32) -> Arc<dyn BlockBackend> {
+    file_in(direct_dir(), capacity, block_size, true)
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// Deterministic non-zero bytes, different for each seed.
+fn pattern(seed: u64, len: u64) -> Vec<u8> {
+    (0..len)
+        .map(|i| (seed.wrapping_mul(131).wrapping_add(i * 7 + (i >> 9)) % 255 + 1) as u8)
+        .collect()
+}
+
+fn read(b: &dyn BlockBackend, offset: u64, len: u64) -> Vec<u8> {
+    let mut buf = vec![0x5A; len as usize];
+    b.read_at(offset, &mut buf)
+        .unwrap_or_else(|e| panic!("read {len} at {offset}: {e}"));
+    buf
+}
+
+fn assert_bytes(b: &dyn BlockBackend, offset: u64, len: u64, byte: u8) {
+    let mut pos = offset;
+    while pos < offset + len {
+        let n = (offset + len - pos).min(MIB);
+        let got = read(b, pos, n);
+        if let Some(i) = got.iter().position(|&x| x != byte) {
+            panic!(
+                "byte at {} is {:#x}, expected {byte:#x}",
+                pos + i as u64,
+                got[i]
+            );
+        }
+        pos += n;
+    }
+}
+
+fn fill(b: &dyn BlockBackend, offset: u64, len: u64, byte: u8) {
+    b.write_at(offset, &vec![byte; len as usize], false)
+        .expect("fill");
+}
+
+fn is_out_of_range<T: std::fmt::Debug>(r: Result<T, BackendError>) -> bool {
+    matches!(r, Err(BackendError::OutOfRange { .. }))
+}
+
+/// Checks the allocation contract and returns the extents.
+fn checked_allocation(b: &dyn BlockBackend, offset: u64, len: u64) -> Vec<AllocationExtent> {
+    let extents = b.allocation(offset, len).expect("allocation");
+    assert!(!extents.is_empty(), "no extents for a non-empty range");
+    assert!(extents.len() <= MAX_ALLOCATION_EXTENTS);
+    let mut pos = offset;
+    for e in &extents {
+        assert_eq!(e.offset, pos, "extents must be contiguous: {extents:?}");
+        assert!(e.len > 0, "empty extent in {extents:?}");
+        pos += e.len;
+    }
+    assert!(pos <= offset + len, "extents pass the range: {extents:?}");
+    extents
+}
+
+fn state_at(extents: &[AllocationExtent], byte: u64) -> AllocationState {
+    extents
+        .iter()
+        .find(|e| e.offset <= byte && byte < e.offset + e.len)
+        .unwrap_or_else(|| panic!("byte {byte} not covered by {extents:?}"))
+        .state
+}
+
+// ---------------------------------------------------------------------------
+// Conformance cases
+// ---------------------------------------------------------------------------
+
+fn fresh_reads_are_zeros(new: Ctor, bs: u32) {
+    let b = new(CAP, bs);
+    assert_eq!(b.capacity_bytes(), CAP);
+    assert_eq!(b.logical_block_size(), bs);
+    assert_bytes(&*b, 0, CAP, 0);
+    assert_bytes(&*b, CAP - u64::from(bs), u64::from(bs), 0);
+    let mut empty = [0u8; 0];
+    b.read_at(CAP, &mut empty).expect("empty read at the end");
+}
+
+fn round_trip(new: Ctor, bs: u32) {
+    let b = new(CAP, bs);
+    let bs = u64::from(bs);
+    let writes = [
+        (0, bs),
+        (bs, bs),
+        (64 * KIB - bs, 2 * bs), // across a memory chunk boundary
+        (MIB + 3 * bs, 8 * bs),
+        (2 * MIB, 300 * KIB), // several chunks, and more than a bounce buffer piece
+        (CAP - bs, bs),       // last block
+    ];
+    for (i, &(offset, len)) in writes.iter().enumerate() {
+        b.write_at(offset, &pattern(i as u64, len), false)
+            .unwrap_or_else(|e| panic!("write {len} at {offset}: {e}"));
+    }
+    for (i, &(offset, len)) in writes.iter().enumerate() {
+        assert_eq!(
+            read(&*b, offset, len),
+            pattern(i as u64, len),
+            "data at {offset}"
+        );
+    }
+    // Neighbours untouched.
+    assert_bytes(&*b, 2 * bs, 64 * KIB - 3 * bs, 0);
+    assert_bytes(&*b, MIB + 2 * bs, bs, 0);
+    assert_bytes(&*b, MIB + 11 * bs, bs, 0);
+    assert_bytes(&*b, CAP - 2 * bs, bs, 0);
+    // Overwrite part of an earlier write.
+    b.write_at(2 * MIB + 4 * KIB, &pattern(99, 8 * KIB), false)
+        .expect("overwrite");
+    let mut expected = pattern(4, 300 * KIB);
+    expected[4 * KIB as usize..12 * KIB as usize].copy_from_slice(&pattern(99, 8 * KIB));
+    assert_eq!(read(&*b, 2 * MIB, 300 * KIB), expected);
+}
+
+fn out_of_range(new: Ctor, bs: u32) {
+    let b = new(CAP, bs);
+    let bs = u64::from(bs);
+    let huge = u64::MAX & !(bs - 1); // aligned, and offset + len overflows
+    let block = vec![0u8; bs as usize];
+    let two = vec![0u8; 2 * bs as usize];
+    for (offset, buf) in [(CAP, &block), (CAP - bs, &two), (huge, &two)] {
+        let mut rbuf = buf.clone();
+        assert!(
+            is_out_of_range(b.read_at(offset, &mut rbuf)),
+            "read at {offset}"
+        );
+        assert!(
+            is_out_of_range(b.write_at(offset, buf, false)),
+            "write at {offset}"
+        );
+        let len = buf.len() as u64;
+        assert!(
+            is_out_of_range(b.discard(offset, len)),
+            "discard at {offset}"
+        );
+        assert!(
+            is_out_of_range(b.write_zeroes(offset, len)),
+            "write_zeroes at {offset}"
+        );
+        assert!(
+            is_out_of_range(b.allocation(offset, len)),
+            "allocation at {offset}"
+        );
+    }
+    match b.write_at(CAP, &block, true) {
+        Err(BackendError::OutOfRange {
+            op,
+            offset,
+            len,
+            capacity,
+        }) => {
+            assert_eq!(op, BackendOp::Write);
+            assert_eq!((offset, len, capacity), (CAP, bs, CAP));
+        }
+        other => panic!("expected OutOfRange, got {other:?}"),
+    }
+    // Nothing was written anywhere.
+    assert_bytes(&*b, CAP - 2 * bs, 2 * bs, 0);
+}
+
+fn fua_write_then_read(new: Ctor, bs: u32) {
+    let b = new(CAP, bs);
+    let bs = u64::from(bs);
+    b.write_at(10 * bs, &pattern(1, 2 * bs), true)
+        .expect("fua write");
+    assert_eq!(read(&*b, 10 * bs, 2 * bs), pattern(1, 2 * bs));
+    let big = 1536 * KIB; // more than one bounce piece
+    b.write_at(MIB, &pattern(2, big), true)
+        .expect("large fua write");
+    assert_eq!(read(&*b, MIB, big), pattern(2, big));
+}
+
+fn flush_ok(new: Ctor, bs: u32) {
+    let b = new(CAP, bs);
+    b.flush().expect("flush of a fresh backend");
+    b.write_at(0, &pattern(3, u64::from(bs)), false)
+        .expect("write");
+    b.flush().expect("flush");
+    assert_eq!(read(&*b, 0, u64::from(bs)), pattern(3, u64::from(bs)));
+}
+
+fn write_zeroes_keeps_neighbours(new: Ctor, bs: u32) {
+    let b = new(CAP, bs);
+    let bs = u64::from(bs);
+    fill(&*b, 0, 256 * KIB, 0xAA);
+    // A whole chunk plus partial ones on both sides.
+    b.write_zeroes(32 * KIB, 128 * KIB).expect("write_zeroes");
+    assert_bytes(&*b, 0, 32 * KIB, 0xAA);
+    assert_bytes(&*b, 32 * KIB, 128 * KIB, 0);
+    assert_bytes(&*b, 160 * KIB, 96 * KIB, 0xAA);
+    // One block.
+    b.write_zeroes(bs, bs).expect("write_zeroes of one block");
+    assert_bytes(&*b, 0, bs, 0xAA);
+    assert_bytes(&*b, bs, bs, 0);
+    assert_bytes(&*b, 2 * bs, 32 * KIB - 2 * bs, 0xAA);
+    // Nothing at all.
+    b.write_zeroes(0, 0).expect("empty write_zeroes");
+    assert_bytes(&*b, 0, bs, 0xAA);
+    // Everything, then write again.
+    b.write_zeroes(0, CAP).expect("write_zeroes of everything");
+    assert_bytes(&*b, 0, CAP, 0);
+    fill(&*b, 64 * KIB, bs, 0x11);
+    assert_bytes(&*b, 64 * KIB, bs, 0x11);
+}
+
+fn discard_reads_zeros_or_old(new: Ctor, bs: u32) {
+    let b = new(CAP, bs);
+    let bs = u64::from(bs);
+    assert!(b.supports(BackendOp::Discard));
+    fill(&*b, 0, 256 * KIB, 0xAA);
+    b.discard(64 * KIB, 128 * KIB).expect("discard");
+    assert_bytes(&*b, 0, 64 * KIB, 0xAA);
+    assert_bytes(&*b, 192 * KIB, 64 * KIB, 0xAA);
+    let middle = read(&*b, 64 * KIB, 128 * KIB);
+    assert!(
+        middle.iter().all(|&x| x == 0 || x == 0xAA),
+        "discarded range holds neither zeros nor old data"
+    );
+    // A partial discard leaves its neighbours alone.
+    b.discard(3 * bs, bs).expect("discard of one block");
+    assert_bytes(&*b, 0, 3 * bs, 0xAA);
+    assert_bytes(&*b, 4 * bs, 64 * KIB - 4 * bs, 0xAA);
+    b.discard(0, 0).expect("empty discard");
+    // Writes after a discard read back.
+    b.write_at(64 * KIB, &pattern(5, 4 * bs), false)
+        .expect("write after discard");
+    assert_eq!(read(&*b, 64 * KIB, 4 * bs), pattern(5, 4 * bs));
+}
+
+fn allocation_after_writes(new: Ctor, bs: u32) {
+    let b = new(CAP, bs);
+    assert!(b.supports(BackendOp::Allocation));
+    // A fresh backend has nothing allocated.
+    for e in checked_allocation(&*b, 0, CAP) {
+        assert_ne!(e.state, AllocationState::Allocated, "fresh: {e:?}");
+    }
+    let written = [(0, 4 * KIB), (MIB, 8 * KIB), (CAP - 4 * KIB, 4 * KIB)];
+    for (i, &(offset, len)) in written.iter().enumerate() {
+        b.write_at(offset, &pattern(i as u64, len), false)
+            .expect("write");
+    }
+    let extents = checked_allocation(&*b, 0, CAP);
+    assert_eq!(
+        extents.last().map(|e| e.offset + e.len),
+        Some(CAP),
+        "a few extents cover the whole range: {extents:?}"
+    );
+    for &(offset, len) in &written {
+        for byte in [offset, offset + len / 2, offset + len - 1] {
+            assert_eq!(
+                state_at(&extents, byte),
+                AllocationState::Allocated,
+                "byte {byte} in {extents:?}"
+            );
+        }
+    }
+    // Far from every write: not allocated (Zero, or Unknown where the backend
+    // cannot tell).
+    for byte in (2 * MIB..3 * MIB).step_by(64 * KIB as usize) {
+        assert_ne!(
+            state_at(&extents, byte),
+            AllocationState::Allocated,
+            "byte {byte} in {extents:?}"
+        );
+    }
+    // A query from inside a written range starts there.
+    let from_inside = checked_allocation(&*b, MIB + 4 * KIB, 2 * MIB);
+    assert_eq!(from_inside[0].offset, MIB + 4 * KIB);
+    assert_eq!(from_inside[0].state, AllocationState::Allocated);
+    assert!(b.allocation(0, 0).expect("empty allocation").is_empty());
+}
+
+fn resize_grow_and_shrink(new: Ctor, bs: u32) {
+    let b = new(CAP, bs);
+    if !b.supports(BackendOp::Resize) {
+        return;
+    }
+    let bs = u64::from(bs);
+    b.write_at(CAP - bs, &pattern(7, bs), false).expect("write");
+    b.resize(2 * CAP).expect("grow");
+    assert_eq!(b.capacity_bytes(), 2 * CAP);
+    assert_eq!(read(&*b, CAP - bs, bs), pattern(7, bs));
+    assert_bytes(&*b, CAP, CAP, 0);
+    b.write_at(2 * CAP - bs, &pattern(8, bs), false)
+        .expect("write in the grown part");
+    assert_eq!(read(&*b, 2 * CAP - bs, bs), pattern(8, bs));
+
+    // Shrink to the middle of a memory chunk, then grow: the cut-off part
+    // reads as zeros.
+    let half = CAP / 2;
+    b.write_at(half, &pattern(9, 2 * bs), false).expect("write");
+    b.resize(half + bs).expect("shrink");
+    assert_eq!(b.capacity_bytes(), half + bs);
+    assert!(is_out_of_range(
+        b.read_at(half + bs, &mut vec![0; bs as usize])
+    ));
+    assert!(is_out_of_range(b.write_at(
+        half + bs,
+        &vec![1; bs as usize],
+        false
+    )));
+    assert_eq!(read(&*b, half, bs), pattern(9, 2 * bs)[..bs as usize]);
+    b.resize(CAP).expect("grow again");
+    assert_eq!(read(&*b, half, bs), pattern(9, 2 * bs)[..bs as usize]);
+    assert_bytes(&*b, half + bs, CAP - half - bs, 0);
+
+    assert!(matches!(
+        b.resize(CAP + bs / 2),
+        Err(BackendError::Misaligned {
+            op: BackendOp::Resize,
+            ..
+        })
+    ));
+    assert_eq!(b.capacity_bytes(), CAP);
+}
+
+fn concurrent_writers(new: Ctor, bs: u32) {
+    const THREADS: u64 = 4;
+    const BLOCKS: u64 = 256;
+    let b = new(CAP, bs);
+    let bs = u64::from(bs);
+    // Spread the blocks over the whole capacity so memory chunks are shared
+    // by several threads.
+    let stride = CAP / BLOCKS;
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let b = Arc::clone(&b);
+            scope.spawn(move || {
+                for i in (t..BLOCKS).step_by(THREADS as usize) {
+                    let offset = i * stride;
+                    b.write_at(offset, &pattern(i, bs), i % 8 == 0)
+                        .expect("concurrent write");
+                    assert_eq!(read(&*b, offset, bs), pattern(i, bs));
+                }
+            });
+        }
+    });
+    for i in 0..BLOCKS {
+        assert_eq!(read(&*b, i * stride, bs), pattern(i, bs), "block {i}");
+    }
+}
+
+macro_rules! suite {
+    ($($name:ident => ($ctor:expr, $bs:expr)),* $(,)?) => {
+        $(
+            mod $name {
+                use super::*;
+                suite!(@cases $ctor, $bs;
+                    fresh_reads_are_zeros,
+                    round_trip,
+                    out_of_range,
+                    fua_write_then_read,
+                    flush_ok,
+                    write_zeroes_keeps_neighbours,
+                    discard_reads_zeros_or_old,
+                    allocation_after_writes,
+                    resize_grow_and_shrink,
+                    concurrent_writers,
+                );
+            }
+        )*
+    };
+    (@cases $ctor:expr, $bs:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                super::$case($ctor, $bs);
+            }
+        )*
+    };
+}
+
+suite! {
+    memory_512 => (memory, 512),
+    memory_4096 => (memory, 4096),
+    file_512 => (file_buffered, 512),
+    file_4096 => (file_buffered, 4096),
+    file_direct_4096 => (file_direct, 4096),
+    faulty_memory_512 => (faulty_memory, 512),
+}
+
+// ---------------------------------------------------------------------------
+// MemoryBackend
+// ---------------------------------------------------------------------------
+
+#[test]
+fn memory_many_huge_backends_fit() {
+    const COUNT: usize = 100_000;
+    const TIB: u64 = 1 << 40;
+    let backends: Vec<MemoryBackend> = (0..COUNT)
+        .map(|_| MemoryBackend::new(TIB, 4096).expect("backend"))
+        .collect();
+    assert!(
+        std::mem::size_of::<MemoryBackend>() <= 256,
+        "an empty backend must stay small"
+    );
+    for (i, b) in backends.iter().enumerate().step_by(COUNT / 10) {
+        let offset = (i as u64 * MIB) % TIB;
+        b.write_at(offset, &pattern(i as u64, 4096), false)
+            .expect("write");
+        assert_eq!(read(b, offset, 4096), pattern(i as u64, 4096));
+        assert_bytes(b, TIB - 4096, 4096, 0);
+    }
+    let held: u64 = backends.iter().map(MemoryBackend::allocated_bytes).sum();
+    assert_eq!(held, 10 * MemoryBackend::CHUNK_SIZE);
+}
+
+#[test]
+fn memory_discard_frees_chunks() {
+    let b = MemoryBackend::new(CAP, 512).expect("backend");
+    let chunk = MemoryBackend::CHUNK_SIZE;
+    assert_eq!(b.allocated_bytes(), 0);
+    fill(&b, 0, MIB, 0xAA);
+    assert_eq!(b.allocated_bytes(), MIB);
+    // Partial chunks are zeroed, not freed.
+    b.discard(chunk / 2, chunk).expect("discard");
+    assert_eq!(b.allocated_bytes(), MIB);
+    assert_bytes(&b, chunk / 2, chunk, 0);
+    // Whole chunks are freed.
+    b.discard(0, 4 * chunk).expect("discard");
+    assert_eq!(b.allocated_bytes(), MIB - 4 * chunk);
+    b.write_zeroes(4 * chunk, MIB - 4 * chunk)
+        .expect("write_zeroes");
+    assert_eq!(b.allocated_bytes(), 0);
+    assert_bytes(&b, 0, MIB, 0);
+    // Shrinking frees chunks past the end.
+    fill(&b, 0, MIB, 0x11);
+    b.resize(MIB / 2).expect("shrink");
+    assert_eq!(b.allocated_bytes(), MIB / 2);
+}
+
+#[test]
+fn memory_rejects_bad_config() {
+    let invalid = |r: Result<MemoryBackend, BackendError>| {
+        matches!(r, Err(BackendError::InvalidConfig { .. }))
+    };
+    assert!(invalid(MemoryBackend::new(4096, 1024)));
+    assert!(invalid(MemoryBackend::new(4096, 0)));
+    assert!(invalid(MemoryBackend::new(1000, 512)));
+    assert!(invalid(MemoryBackend::new(4096 + 512, 4096)));
+    assert!(invalid(MemoryBackend::new(
+        MemoryBackend::MAX_CAPACITY + 4096,
+        4096
+    )));
+    let b = MemoryBackend::new(MemoryBackend::MAX_CAPACITY, 4096).expect("max capacity");
+    assert!(matches!(
+        b.resize(MemoryBackend::MAX_CAPACITY + 4096),
+        Err(BackendError::TooLarge { .. })
+    ));
+    let empty = MemoryBackend::new(0, 512).expect("empty backend");
+    assert!(is_out_of_range(empty.read_at(0, &mut [0; 512])));
+}
+
+#[test]
+fn memory_allocation_is_limited() {
+    let chunk = MemoryBackend::CHUNK_SIZE;
+    let written = 600;
+    let cap = 2 * written * chunk;
+    let b = MemoryBackend::new(cap, 512).expect("backend");
+    for i in 0..written {
+        b.write_at(2 * i * chunk, &[1; 512], false).expect("write");
+    }
+    let first = checked_allocation(&b, 0, cap);
+    assert_eq!(first.len(), MAX_ALLOCATION_EXTENTS);
+    let end = first.last().map(|e| e.offset + e.len).expect("extent");
+    assert!(end < cap);
+    // Asking again from the end continues where the first answer stopped.
+    let rest = checked_allocation(&b, end, cap - end);
+    assert_eq!(rest.last().map(|e| e.offset + e.len), Some(cap));
+    let total = first.len() + rest.len();
+    assert_eq!(total as u64, 2 * written);
+    for (i, e) in first.iter().chain(&rest).enumerate() {
+        let state = if i % 2 == 0 {
+            AllocationState::Allocated
+        } else {
+            AllocationState::Zero
+        };
+        assert_eq!((e.state, e.len), (state, chunk), "extent {i}");
+    }
+}
+
+mod memory_model {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Write { block: u64, blocks: u64, seed: u64 },
+        Zero { block: u64, blocks: u64 },
+        Discard { block: u64, blocks: u64 },
+        Resize { blocks: u64 },
+    }
+
+    const BLOCK: u64 = 512;
+    const MAX_BLOCKS: u64 = 640; // 5 chunks
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..MAX_BLOCKS, 1..300u64, any::<u64>())
+                .prop_map(|(block, blocks, seed)| Op::Write { block, blocks, seed }),
+            2 => (0..MAX_BLOCKS, 1..300u64).prop_map(|(block, blocks)| Op::Zero { block, blocks }),
+            2 => (0..MAX_BLOCKS, 1..300u64)
+                .prop_map(|(block, blocks)| Op::Discard { block, blocks }),
+            1 => (0..=MAX_BLOCKS).prop_map(|blocks| Op::Resize { blocks }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The sparse backend behaves like a flat byte vector (its discard
+        /// zeroes, so it is modelled like write_zeroes).
+        #[test]
+        fn memory_backend_matches_a_flat_model(ops in proptest::collection::vec(op(), 1..24)) {
+            let b = MemoryBackend::new(MAX_BLOCKS * BLOCK, 512).expect("backend");
+            let mut model = vec![0u8; (MAX_BLOCKS * BLOCK) as usize];
+            for op in ops {
+                let cap = model.len() as u64;
+                let (offset, len, result) = match op {
+                    Op::Write { block, blocks, seed } => {
+                        let (offset, len) = (block * BLOCK, blocks * BLOCK);
+                        let data = pattern(seed, len);
+                        let r = b.write_at(offset, &data, false);
+                        if r.is_ok() {
+                            model[offset as usize..(offset + len) as usize].copy_from_slice(&data);
+                        }
+                        (offset, len, r)
+                    }
+                    Op::Zero { block, blocks } | Op::Discard { block, blocks } => {
+                        let (offset, len) = (block * BLOCK, blocks * BLOCK);
+                        let r = if matches!(op, Op::Zero { .. }) {
+                            b.write_zeroes(offset, len)
+                        } else {
+                            b.discard(offset, len)
+                        };
+                        if r.is_ok() {
+                            model[offset as usize..(offset + len) as usize].fill(0);
+                        }
+                        (offset, len, r)
+                    }
+                    Op::Resize { blocks } => {
+                        b.resize(blocks * BLOCK).expect("resize");
+                        model.resize((blocks * BLOCK) as usize, 0);
+                        (0, 0, Ok(()))
+                    }
+                };
+                prop_assert_eq!(result.is_ok(), offset + len <= cap);
+                prop_assert_eq!(b.capacity_bytes(), model.len() as u64);
+                prop_assert_eq!(read(&b, 0, model.len() as u64), model.clone());
+                let extents = if model.is_empty() {
+                    Vec::new()
+                } else {
+                    checked_allocation(&b, 0, model.len() as u64)
+                };
+                for e in extents {
+                    if e.state == AllocationState::Zero {
+                        let range = e.offset as usize..(e.offset + e.len) as usize;
+                        prop_assert!(model[range].iter().all(|&x| x == 0));
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// FileBackend
+// ---------------------------------------------------------------------------
+
+#[test]
+fn file_direct_refuses_misaligned_ranges() {
+    let b = file_direct(MIB, 4096);
+    let misaligned = |r: Result<_, BackendError>| {
+        matches!(
+            r,
+            Err(BackendError::Misaligned {
+                alignment: 4096,
+                ..
+            })
+        )
+    };
+    let mut buf = vec![0u8; 4096];
+    assert!(misaligned(b.read_at(512, &mut buf)));
+    assert!(misaligned(b.read_at(0, &mut buf[..100])));
+    assert!(misaligned(b.write_at(512, &buf, false)));
+    assert!(misaligned(b.write_at(0, &buf[..100], true)));
+    assert!(misaligned(b.discard(0, 512)));
+    assert!(misaligned(b.write_zeroes(4096, 100)));
+    // Out of range wins over misaligned.
+    assert!(is_out_of_range(b.read_at(MIB, &mut buf)));
+}
+
+#[test]
+fn file_direct_accepts_unaligned_buffers() {
+    let b = file_direct(MIB, 4096);
+    let data = pattern(11, 8192);
+    let mut storage = vec![0u8; 8192 + 1];
+    storage[1..].copy_from_slice(&data);
+    b.write_at(4096, &storage[1..], false)
+        .expect("unaligned write");
+    let mut out = vec![0u8; 8192 + 3];
+    b.read_at(4096, &mut out[3..]).expect("unaligned read");
+    assert_eq!(out[3..], data[..]);
+}
+
+#[test]
+fn file_length_must_be_a_block_multiple() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("odd.img");
+    std::fs::write(&path, vec![0u8; 1000]).expect("create");
+    assert!(matches!(
+        FileBackend::open(&path, FileBackendOptions::default()),
+        Err(BackendError::InvalidConfig { .. })
+    ));
+    std::fs::write(&path, vec![0u8; 4096 + 512]).expect("create");
+    FileBackend::open(&path, FileBackendOptions::default()).expect("512-byte multiple");
+    assert!(matches!(
+        FileBackend::open(
+            &path,
+            FileBackendOptions::default().with_logical_block_size(4096)
+        ),
+        Err(BackendError::InvalidConfig { .. })
+    ));
+    assert!(matches!(
+        FileBackend::open(
+            &path,
+            FileBackendOptions::default().with_logical_block_size(1000)
+        ),
+        Err(BackendError::InvalidConfig { .. })
+    ));
+    assert!(matches!(
+        FileBackend::open(
+            &path,
+            FileBackendOptions::default().with_create_capacity(1000)
+        ),
+        Err(BackendError::InvalidConfig { .. })
+    ));
+}
+
+#[test]
+fn file_open_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(matches!(
+        FileBackend::open(dir.path().join("missing"), FileBackendOptions::default()),
+        Err(BackendError::Open { .. })
+    ));
+    // A directory is neither a regular file nor a block device.
+    let opened = FileBackend::open(
+        dir.path(),
+        FileBackendOptions::default().with_read_only(true),
+    );
+    assert!(matches!(opened, Err(BackendError::InvalidConfig { .. })));
+    assert!(FileBackend::open(dir.path(), FileBackendOptions::default()).is_err());
+    assert!(matches!(
+        FileBackend::open(
+            dir.path().join("x"),
+            FileBackendOptions::default()
+                .with_read_only(true)
+                .with_create_capacity(4096)
+        ),
+        Err(BackendError::InvalidConfig { .. })
+    ));
+}
+
+#[test]
+fn file_persists_and_reopens_read_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("disk.img");
+    {
+        let b = FileBackend::open(
+            &path,
+            FileBackendOptions::default().with_create_capacity(MIB),
+        )
+        .expect("create");
+        assert_eq!(b.path(), path);
+        assert!(!b.is_block_device());
+        assert!(!b.is_direct());
+        b.write_at(8192, &pattern(12, 4096), false).expect("write");
+        b.flush().expect("flush");
+    }
+    assert_eq!(std::fs::metadata(&path).expect("metadata").len(), MIB);
+    let b = FileBackend::open(&path, FileBackendOptions::default().with_read_only(true))
+        .expect("reopen");
+    assert_eq!(b.capacity_bytes(), MIB);
+    assert_eq!(read(&b, 8192, 4096), pattern(12, 4096));
+    for op in [
+        BackendOp::Write,
+        BackendOp::Discard,
+        BackendOp::WriteZeroes,
+        BackendOp::Resize,
+    ] {
+        assert!(!b.supports(op), "{op}");
+    }
+    assert!(b.supports(BackendOp::Read));
+    assert!(matches!(
+        b.write_at(0, &[1; 512], false),
+        Err(BackendError::Unsupported {
+            op: BackendOp::Write
+        })
+    ));
+    assert!(matches!(
+        b.resize(2 * MIB),
+        Err(BackendError::Unsupported { .. })
+    ));
+    b.flush().expect("flush of a read-only file");
+}
+
+// ---------------------------------------------------------------------------
+// FaultyBackend
+// ---------------------------------------------------------------------------
+
+fn faulty() -> FaultyBackend {
+    FaultyBackend::new(memory(MIB, 512))
+}
+
+fn io_fault(op: BackendOp, trigger: FaultTrigger) -> Fault {
+    Fault::on(op, trigger, FaultKind::Io(ErrorKind::Other))
+}
+
+fn is_io<T: std::fmt::Debug>(r: &Result<T, BackendError>, want: BackendOp) -> bool {
+    matches!(r, Err(BackendError::Io { op, source, .. }) if *op == want && source.kind() == ErrorKind::Other)
+}
+
+#[test]
+fn faulty_nth_write_fails_once() {
+    let b = faulty();
+    b.add_fault(io_fault(BackendOp::Write, FaultTrigger::Nth(2)))
+        .expect("add");
+    b.write_at(0, &[1; 512], false).expect("first write");
+    let r = b.write_at(512, &[2; 512], false);
+    assert!(is_io(&r, BackendOp::Write), "{r:?}");
+    b.write_at(512, &[2; 512], false).expect("third write");
+    b.write_at(1024, &[3; 512], false).expect("fourth write");
+    b.read_at(0, &mut [0; 512]).expect("reads unaffected");
+    assert_eq!(b.calls(BackendOp::Write), 4);
+    assert_eq!(b.calls(BackendOp::Read), 1);
+    assert_eq!(read(&b, 512, 512), vec![2; 512]);
+}
+
+#[test]
+fn faulty_failed_write_leaves_data() {
+    let b = faulty();
+    b.write_at(0, &pattern(1, 4096), false).expect("write");
+    let id = b
+        .add_fault(io_fault(BackendOp::Write, FaultTrigger::Always))
+        .expect("add");
+    assert!(is_io(
+        &b.write_at(0, &pattern(2, 4096), true),
+        BackendOp::Write
+    ));
+    assert!(is_io(&b.write_at(8192, &[9; 512], false), BackendOp::Write));
+    assert_eq!(read(&b, 0, 4096), pattern(1, 4096));
+    assert_eq!(read(b.inner().as_ref(), 8192, 512), vec![0; 512]);
+    assert!(b.remove_fault(id));
+    assert!(!b.remove_fault(id));
+    b.write_at(0, &pattern(2, 4096), false)
+        .expect("write after removal");
+    assert_eq!(read(&b, 0, 4096), pattern(2, 4096));
+}
+
+#[test]
+fn faulty_range_trigger() {
+    let b = faulty();
+    b.add_fault(io_fault(
+        BackendOp::Read,
+        FaultTrigger::Range {
+            offset: 4096,
+            len: 4096,
+        },
+    ))
+    .expect("add");
+    let mut buf = [0u8; 4096];
+    b.read_at(0, &mut buf).expect("before the range");
+    b.read_at(8192, &mut buf).expect("after the range");
+    assert!(is_io(&b.read_at(4096, &mut buf), BackendOp::Read));
+    assert!(is_io(&b.read_at(2048, &mut buf), BackendOp::Read));
+    assert!(is_io(
+        &b.read_at(8191 - 511, &mut buf[..512]),
+        BackendOp::Read
+    ));
+    b.read_at(4096, &mut []).expect("empty read never overlaps");
+    b.write_at(4096, &buf, false).expect("other ops unaffected");
+}
+
+#[test]
+fn faulty_always_on_flush_and_every_nth() {
+    let b = faulty();
+    b.add_fault(io_fault(BackendOp::Flush, FaultTrigger::Always))
+        .expect("add");
+    for _ in 0..3 {
+        assert!(is_io(&b.flush(), BackendOp::Flush));
+    }
+    assert_eq!(b.calls(BackendOp::Flush), 3);
+    b.clear_faults();
+    b.flush().expect("flush after clear");
+
+    b.add_fault(io_fault(BackendOp::Discard, FaultTrigger::EveryNth(3)))
+        .expect("add");
+    let failed: Vec<bool> = (0..7).map(|_| b.discard(0, 512).is_err()).collect();
+    assert_eq!(
+        failed,
+        [false, false, true, false, false, true, false],
+        "every third discard fails"
+    );
+}
+
+#[test]
+fn faulty_gone_and_unsupported_kinds() {
+    let b = faulty();
+    let gone = b
+        .add_fault(Fault::any(FaultTrigger::Always, FaultKind::Gone))
+        .expect("add");
+    for r in [
+        b.read_at(0, &mut [0; 512]),
+        b.write_at(0, &[0; 512], false),
+        b.flush(),
+        b.resize(MIB),
+    ] {
+        let err = r.expect_err("gone");
+        assert!(matches!(err, BackendError::Gone { .. }), "{err:?}");
+        assert_eq!(err.op(), None);
+    }
+    assert!(b.remove_fault(gone));
+    b.flush().expect("flush after removal");
+
+    assert!(b.supports(BackendOp::Discard));
+    b.add_fault(Fault::on(
+        BackendOp::Discard,
+        FaultTrigger::Always,
+        FaultKind::Unsupported,
+    ))
+    .expect("add");
+    assert!(!b.supports(BackendOp::Discard));
+    assert!(b.supports(BackendOp::WriteZeroes));
+    assert!(matches!(
+        b.discard(0, 512),
+        Err(BackendError::Unsupported {
+            op: BackendOp::Discard
+        })
+    ));
+    // A one-off Unsupported fault does not change supports().
+    b.add_fault(Fault::on(
+        BackendOp::WriteZeroes,
+        FaultTrigger::Nth(1),
+        FaultKind::Unsupported,
+    ))
+    .expect("add");
+    assert!(b.supports(BackendOp::WriteZeroes));
+}
+
+#[test]
+fn faulty_counts_calls_and_limits_rules() {
+    let b = faulty();
+    for op in BackendOp::ALL {
+        assert_eq!(b.calls(op), 0);
+    }
+    b.read_at(0, &mut [0; 512]).expect("read");
+    b.read_at(0, &mut [0; 512]).expect("read");
+    b.write_at(0, &[0; 512], false).expect("write");
+    b.write_zeroes(0, 512).expect("write_zeroes");
+    b.allocation(0, 512).expect("allocation");
+    b.resize(2 * MIB).expect("resize");
+    assert_eq!(b.calls(BackendOp::Read), 2);
+    assert_eq!(b.calls(BackendOp::Write), 1);
+    assert_eq!(b.calls(BackendOp::WriteZeroes), 1);
+    assert_eq!(b.calls(BackendOp::Allocation), 1);
+    assert_eq!(b.calls(BackendOp::Resize), 1);
+    assert_eq!(b.calls(BackendOp::Flush), 0);
+    assert_eq!(b.capacity_bytes(), 2 * MIB);
+
+    for bad in [
+        FaultTrigger::Nth(0),
+        FaultTrigger::EveryNth(0),
+        FaultTrigger::Range { offset: 0, len: 0 },
+    ] {
+        assert!(matches!(
+            b.add_fault(io_fault(BackendOp::Read, bad)),
+            Err(BackendError::InvalidConfig { .. })
+        ));
+    }
+    for _ in 0..FaultyBackend::MAX_FAULTS {
+        b.add_fault(io_fault(BackendOp::Resize, FaultTrigger::Always))
+            .expect("add");
+    }
+    assert!(matches!(
+        b.add_fault(io_fault(BackendOp::Resize, FaultTrigger::Always)),
+        Err(BackendError::InvalidConfig { .. })
+    ));
+    b.clear_faults();
+    b.add_fault(io_fault(BackendOp::Resize, FaultTrigger::Always))
+        .expect("add after clear");
+}
