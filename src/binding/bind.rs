@@ -136,17 +136,23 @@ impl ControlPlane {
             .copied()
             .filter(|pe| !held.contains(pe))
             .collect();
-        let pool = if others.is_empty() { eligible } else { &others };
         // Share another host's binding on a PE this host does not use yet.
         let shared = st.vvols[&vvol]
             .bindings
             .iter()
             .copied()
-            .find(|k| pool.contains(&k.0) && !held.contains(&k.0));
+            .find(|k| others.contains(&k.0));
         if let Some(key) = shared {
             st.attach(&self.router, host, key)?;
             return Ok(key);
         }
+        // A new binding, on a PE the host does not use for this vVol when one
+        // has room, else on any eligible PE.
+        let roomy: Vec<PeId> = others
+            .into_iter()
+            .filter(|pe| !st.pes[pe].ids.is_exhausted())
+            .collect();
+        let pool = if roomy.is_empty() { eligible } else { &roomy };
         self.bind_new(st, host, vvol, pool)
     }
 
@@ -215,7 +221,9 @@ impl ControlPlane {
     /// [`ControlError::HostNotFound`].
     pub fn unbind_all_from_host(&self, host: HostId) -> Result<usize, ControlError> {
         let mut st = self.lock();
-        let keys: Vec<BindingKey> = st.host(host)?.bindings.iter().copied().collect();
+        let mut keys: Vec<BindingKey> = st.host(host)?.bindings.iter().copied().collect();
+        // In handle order, so the freed ids are reused in a predictable order.
+        keys.sort_unstable();
         for &key in &keys {
             st.release(&self.router, host, key, true);
         }

@@ -326,7 +326,7 @@ impl ControlPlane {
     /// [`ControlError::HostNotFound`], [`ControlError::HostBoundOnPe`].
     pub fn remove_host(&self, host: HostId) -> Result<(), ControlError> {
         let mut st = self.lock();
-        if let Some(key) = st.host(host)?.bindings.iter().next() {
+        if let Some(key) = st.host(host)?.bindings.iter().min() {
             return Err(ControlError::HostBoundOnPe { host, pe: key.0 });
         }
         st.hosts.remove(&host);
@@ -351,7 +351,7 @@ impl ControlPlane {
         if let Some(pe) = new.iter().find(|pe| !st.pes.contains_key(pe)) {
             return Err(ControlError::PeNotFound(*pe));
         }
-        if let Some(key) = h.bindings.iter().find(|k| !new.contains(&k.0)) {
+        if let Some(key) = h.bindings.iter().filter(|k| !new.contains(&k.0)).min() {
             return Err(ControlError::HostBoundOnPe { host, pe: key.0 });
         }
         st.hosts.get_mut(&host).expect("checked above").pe_context = new;

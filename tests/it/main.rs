@@ -1,1 +1,10 @@
+//! Integration tests, built as one binary.
+
+mod support;
+
 mod backend_conformance;
+mod concurrency;
+mod control_plane;
+mod control_plane_model;
+mod model;
+mod routing;

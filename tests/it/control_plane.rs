@@ -1,0 +1,601 @@
+//! Control-plane behaviour: topology rules, VASA bind semantics, rebind, events.
+
+use std::collections::BTreeSet;
+
+use vvol::topology::quickstart;
+use vvol::{
+    ArraySpec, BindContext, ContainerSpec, ControlError, ControlPlane, EventId, EventKind, Limits,
+    Naa, NfsVersion, PeId, PeSpec, PeState, Protocol, RebindReason, SecondaryId, SecondaryIdSpace,
+    SubsidiaryAddressing, UnbindContext, VasaFault, VvolSpec, VvolType,
+};
+
+use crate::support::bind_one;
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+fn naa(n: u64) -> Naa {
+    Naa::from_parts(0x1a2b, n, n).unwrap()
+}
+
+/// One SCSI array with one container and `pes` PEs, and one host seeing all.
+fn small(
+    pes: usize,
+    space: SecondaryIdSpace,
+) -> (ControlPlane, Vec<PeId>, vvol::ContainerId, vvol::HostId) {
+    let plane = ControlPlane::new(Limits::default());
+    let a = plane.add_array(ArraySpec::new("a", 0x1a2b)).unwrap();
+    let c = plane
+        .add_container(a, ContainerSpec::new("c", Protocol::Scsi, 64 * GIB))
+        .unwrap();
+    let ids: Vec<PeId> = (0..pes)
+        .map(|i| {
+            plane
+                .add_pe(
+                    a,
+                    PeSpec::scsi(naa(i as u64 + 1), 100 + i as u16).with_secondary_ids(space),
+                )
+                .unwrap()
+        })
+        .collect();
+    let h = plane.add_host("h").unwrap();
+    plane.set_pe_context(h, &ids).unwrap();
+    (plane, ids, c, h)
+}
+
+#[test]
+fn vsphere_example_both_containers_bind_through_all_three_pes() {
+    let (plane, topo) = quickstart().unwrap();
+    let array = topo.arrays[0];
+    let pes = plane.pes_for_array(array).unwrap();
+    assert_eq!(pes.len(), 3);
+    let host = topo.hosts[0];
+    for container in &topo.containers[..2] {
+        let mut seen = BTreeSet::new();
+        // Bind fresh vVols of the container until every PE carried one.
+        for _ in 0..3 {
+            let v = plane
+                .create_vvol(*container, VvolSpec::new(VvolType::Data, MIB))
+                .unwrap();
+            seen.insert(bind_one(&plane, host, v, BindContext::Normal).pe);
+        }
+        assert_eq!(seen, pes.iter().copied().collect(), "container {container}");
+    }
+    // And each PE can be forced for each container through the PE context.
+    let other = plane.add_host("esx-single").unwrap();
+    for pe in &pes {
+        plane.set_pe_context(other, &[*pe]).unwrap();
+        for container in &topo.containers[..2] {
+            let v = plane
+                .create_vvol(*container, VvolSpec::new(VvolType::Data, MIB))
+                .unwrap();
+            assert_eq!(bind_one(&plane, other, v, BindContext::Normal).pe, *pe);
+        }
+        plane.unbind_all_from_host(other).unwrap();
+    }
+    plane.check_invariants();
+}
+
+#[test]
+fn pes_serve_only_containers_of_their_array_and_protocol() {
+    let (plane, topo) = quickstart().unwrap();
+    let nfs_pe = topo.pes[3];
+    let host = plane.add_host("nfs-only").unwrap();
+    plane.set_pe_context(host, &[nfs_pe]).unwrap();
+    // A SCSI container cannot bind through the NFS PE.
+    let err = plane
+        .bind(host, &[topo.vms[0].data], BindContext::Normal)
+        .unwrap_err();
+    assert!(
+        matches!(err, ControlError::NoEligiblePe { host: h, .. } if h == host),
+        "{err}"
+    );
+    // The NFS vVol binds through the NFS PE, with a path as its secondary id.
+    let vm = &topo.vms[2];
+    let config = bind_one(&plane, host, vm.config, BindContext::Normal);
+    let data = bind_one(&plane, host, vm.data, BindContext::Normal);
+    assert_eq!(config.pe, nfs_pe);
+    assert_eq!(
+        plane.vasa_secondary_id(config).unwrap(),
+        format!("bronze/{}/", vm.config)
+    );
+    assert_eq!(
+        plane.vasa_secondary_id(data).unwrap(),
+        format!("bronze/{}", vm.data)
+    );
+}
+
+#[test]
+fn whole_call_faults() {
+    let (plane, topo) = quickstart().unwrap();
+    let host = topo.hosts[0];
+    let err = plane.bind(host, &[], BindContext::Normal).unwrap_err();
+    assert_eq!(err.fault(), VasaFault::InvalidArgument);
+    let many: Vec<_> = (0..17)
+        .map(|_| {
+            plane
+                .create_vvol(topo.containers[0], VvolSpec::new(VvolType::Other, MIB))
+                .unwrap()
+        })
+        .collect();
+    let err = plane.bind(host, &many, BindContext::Normal).unwrap_err();
+    assert!(matches!(
+        err,
+        ControlError::BatchTooLarge {
+            len: 17,
+            max_batch: 16
+        }
+    ));
+    assert_eq!(err.fault(), VasaFault::TooMany);
+    let err = plane
+        .bind(
+            host,
+            &[topo.vms[0].data, topo.vms[1].data],
+            BindContext::Normal,
+        )
+        .unwrap_err();
+    assert!(matches!(err, ControlError::MixedContainers { .. }), "{err}");
+    assert_eq!(err.fault(), VasaFault::InvalidArgument);
+    let err = plane
+        .bind(vvol::HostId(99), &[topo.vms[0].data], BindContext::Normal)
+        .unwrap_err();
+    assert_eq!(err.fault(), VasaFault::NotFound);
+    // Nothing was bound by the failed calls.
+    assert!(plane.bindings_for_host(host).unwrap().is_empty());
+}
+
+#[test]
+fn per_item_faults_do_not_fail_the_batch() {
+    let (plane, topo) = quickstart().unwrap();
+    let ghost: vvol::VvolId = "rfc4122.00000000-0000-4000-8000-000000000001"
+        .parse()
+        .unwrap();
+    let results = plane
+        .bind(
+            topo.hosts[0],
+            &[topo.vms[0].data, ghost, topo.vms[0].swap.unwrap()],
+            BindContext::Normal,
+        )
+        .unwrap();
+    assert!(results[0].is_ok());
+    assert!(matches!(results[1], Err(ControlError::VvolNotFound(id)) if id == ghost));
+    assert!(results[2].is_ok());
+}
+
+#[test]
+fn repeated_binds_count_up_and_unbinds_count_down() {
+    let (plane, topo) = quickstart().unwrap();
+    let (h, v) = (topo.hosts[0], topo.vms[0].data);
+    let first = bind_one(&plane, h, v, BindContext::Normal);
+    let second = bind_one(&plane, h, v, BindContext::Normal);
+    assert_eq!(first, second);
+    assert_eq!(plane.bindings_for_vvol(v).unwrap()[0].hosts, vec![(h, 2)]);
+    plane.unbind(h, first, UnbindContext::Normal).unwrap();
+    assert!(
+        plane
+            .router()
+            .resolve(first.pe, first.secondary_id)
+            .is_some(),
+        "count 1 left"
+    );
+    plane.unbind(h, first, UnbindContext::Normal).unwrap();
+    assert!(
+        plane
+            .router()
+            .resolve(first.pe, first.secondary_id)
+            .is_none()
+    );
+    let err = plane.unbind(h, first, UnbindContext::Normal).unwrap_err();
+    assert!(matches!(err, ControlError::HandleNotFound { .. }));
+}
+
+#[test]
+fn hosts_share_a_binding_on_a_pe_they_both_see_and_split_otherwise() {
+    let (plane, topo) = quickstart().unwrap();
+    let v = topo.vms[0].data;
+    let (h0, h1) = (topo.hosts[0], topo.hosts[1]);
+    let a = bind_one(&plane, h0, v, BindContext::Normal);
+    let b = bind_one(&plane, h1, v, BindContext::Normal);
+    assert_eq!(a, b, "h1 sees a's PE, so it shares the binding");
+    // A third host that does not see that PE gets its own binding.
+    let h2 = plane.add_host("esx-03").unwrap();
+    let elsewhere: Vec<PeId> = topo.pes[..3]
+        .iter()
+        .copied()
+        .filter(|p| *p != a.pe)
+        .collect();
+    plane.set_pe_context(h2, &elsewhere).unwrap();
+    let c = bind_one(&plane, h2, v, BindContext::Normal);
+    assert_ne!(c.pe, a.pe);
+    assert_eq!(plane.bindings_for_vvol(v).unwrap().len(), 2);
+    // Unbinding h0 keeps the shared binding for h1.
+    plane.unbind(h0, a, UnbindContext::Normal).unwrap();
+    assert!(plane.router().resolve(a.pe, a.secondary_id).is_some());
+    plane.unbind(h1, a, UnbindContext::Normal).unwrap();
+    assert!(plane.router().resolve(a.pe, a.secondary_id).is_none());
+    // h2's binding was untouched.
+    assert_eq!(plane.bindings_for_vvol(v).unwrap()[0].handle, c);
+    // The wrong host cannot unbind it.
+    assert!(plane.unbind(h0, c, UnbindContext::Normal).is_err());
+}
+
+#[test]
+fn secondary_ids_are_fifo_and_generations_grow() {
+    let space = SecondaryIdSpace::new(SubsidiaryAddressing::Simple, 1, 3).unwrap();
+    let (plane, pes, c, h) = small(1, space);
+    let vols: Vec<_> = (0..4)
+        .map(|_| {
+            plane
+                .create_vvol(c, VvolSpec::new(VvolType::Data, MIB))
+                .unwrap()
+        })
+        .collect();
+    let handles: Vec<_> = vols[..3]
+        .iter()
+        .map(|v| bind_one(&plane, h, *v, BindContext::Normal))
+        .collect();
+    let sids: Vec<u64> = handles.iter().map(|h| h.secondary_id.get()).collect();
+    assert_eq!(sids, vec![1, 2, 3]);
+    // Out of ids: a per-item OutOfResource.
+    let r = plane.bind(h, &[vols[3]], BindContext::Normal).unwrap();
+    assert!(matches!(&r[0], Err(e) if e.fault() == VasaFault::OutOfResource));
+    // Free 2 then 1: 2 is reused first (least recently freed), with generation 2.
+    plane.unbind(h, handles[1], UnbindContext::Normal).unwrap();
+    plane.unbind(h, handles[0], UnbindContext::Normal).unwrap();
+    let again = bind_one(&plane, h, vols[3], BindContext::Normal);
+    assert_eq!(
+        (again.pe, again.secondary_id.get(), again.generation.get()),
+        (pes[0], 2, 2)
+    );
+    // The old handle of slot 2 is now stale.
+    assert!(plane.unbind(h, handles[1], UnbindContext::Normal).is_err());
+    let next = bind_one(&plane, h, vols[1], BindContext::Normal);
+    assert_eq!(next.secondary_id, SecondaryId(1));
+}
+
+#[test]
+fn extended_flat_space_handles_print_as_vendors_do() {
+    let space = SecondaryIdSpace::new(SubsidiaryAddressing::ExtendedFlat24, 1, 100_000).unwrap();
+    let (plane, _, c, h) = small(1, space);
+    let v = plane
+        .create_vvol(c, VvolSpec::new(VvolType::Data, MIB))
+        .unwrap();
+    let handle = bind_one(&plane, h, v, BindContext::Normal);
+    assert_eq!(
+        plane.vasa_secondary_id(handle).unwrap(),
+        "0000D20000010000h"
+    );
+    let space =
+        SecondaryIdSpace::new(SubsidiaryAddressing::ExtendedFlat40, 0xA6, 0xA6 + 10).unwrap();
+    let (plane, _, c, h) = small(1, space);
+    let v = plane
+        .create_vvol(c, VvolSpec::new(VvolType::Data, MIB))
+        .unwrap();
+    let handle = bind_one(&plane, h, v, BindContext::Normal);
+    assert_eq!(
+        plane.vasa_secondary_id(handle).unwrap(),
+        "0000E200000000A6h"
+    );
+}
+
+#[test]
+fn default_policy_balances_and_breaks_ties_by_pe_id() {
+    let (plane, pes, c, h) = small(3, SecondaryIdSpace::default());
+    let got: Vec<PeId> = (0..6)
+        .map(|_| {
+            let v = plane
+                .create_vvol(c, VvolSpec::new(VvolType::Data, MIB))
+                .unwrap();
+            bind_one(&plane, h, v, BindContext::Normal).pe
+        })
+        .collect();
+    assert_eq!(got, [pes[0], pes[1], pes[2], pes[0], pes[1], pes[2]]);
+}
+
+#[test]
+fn quota_and_max_size_are_out_of_resource_and_invalid_argument() {
+    let plane = ControlPlane::new(Limits::default());
+    let a = plane.add_array(ArraySpec::new("a", 1)).unwrap();
+    let c = plane
+        .add_container(
+            a,
+            ContainerSpec::new("c", Protocol::Scsi, 10 * MIB).with_max_vvol_bytes(6 * MIB),
+        )
+        .unwrap();
+    let big = plane
+        .create_vvol(c, VvolSpec::new(VvolType::Data, 7 * MIB))
+        .unwrap_err();
+    assert_eq!(big.fault(), VasaFault::InvalidArgument);
+    let v = plane
+        .create_vvol(c, VvolSpec::new(VvolType::Data, 6 * MIB))
+        .unwrap();
+    let err = plane
+        .create_vvol(c, VvolSpec::new(VvolType::Data, 5 * MIB))
+        .unwrap_err();
+    assert!(
+        matches!(err, ControlError::QuotaExceeded { requested_bytes, available_bytes, .. }
+        if requested_bytes == 5 * MIB && available_bytes == 4 * MIB)
+    );
+    assert_eq!(err.fault(), VasaFault::OutOfResource);
+    plane
+        .create_vvol(c, VvolSpec::new(VvolType::Data, 4 * MIB))
+        .unwrap();
+    // Resize past the quota fails; deleting frees the quota.
+    assert!(plane.resize_vvol(v, 7 * MIB).is_err());
+    plane.delete_vvol(v).unwrap();
+    assert_eq!(plane.container(c).unwrap().used_bytes, 4 * MIB);
+    plane
+        .create_vvol(c, VvolSpec::new(VvolType::Data, 6 * MIB))
+        .unwrap();
+}
+
+#[test]
+fn resize_grows_only_and_reaches_routing() {
+    let (plane, topo) = quickstart().unwrap();
+    let (h, v) = (topo.hosts[0], topo.vms[0].data);
+    let handle = bind_one(&plane, h, v, BindContext::Normal);
+    let old = plane.vvol(v).unwrap().capacity_bytes;
+    let router = plane.router();
+    assert!(router.read(h, handle, old, &mut [0u8; 512]).is_err());
+    plane.resize_vvol(v, old + MIB).unwrap();
+    let mut block = [1u8; 512];
+    router.read(h, handle, old, &mut block).unwrap();
+    assert_eq!(block, [0u8; 512], "grown space reads as zeros");
+    let err = plane.resize_vvol(v, old).unwrap_err();
+    assert!(matches!(err, ControlError::Shrink { .. }));
+    assert!(plane.resize_vvol(v, old + MIB + 512).is_err());
+    let events = plane.events_since(EventId(0)).unwrap();
+    assert!(events.iter().any(|e| e.kind
+        == EventKind::VvolResized {
+            vvol: v,
+            capacity_bytes: old + MIB
+        }));
+}
+
+#[test]
+fn delete_of_a_bound_vvol_is_resource_in_use() {
+    let (plane, topo) = quickstart().unwrap();
+    let (h, v) = (topo.hosts[0], topo.vms[0].swap.unwrap());
+    let handle = bind_one(&plane, h, v, BindContext::Normal);
+    let err = plane.delete_vvol(v).unwrap_err();
+    assert_eq!(err.fault(), VasaFault::ResourceInUse);
+    plane.unbind(h, handle, UnbindContext::Normal).unwrap();
+    plane.delete_vvol(v).unwrap();
+    assert_eq!(plane.vvol(v).unwrap_err().fault(), VasaFault::NotFound);
+}
+
+#[test]
+fn pe_context_cannot_drop_a_pe_the_host_is_bound_on() {
+    let (plane, topo) = quickstart().unwrap();
+    let h = topo.hosts[0];
+    let handle = bind_one(&plane, h, topo.vms[0].data, BindContext::Normal);
+    let without: Vec<PeId> = topo
+        .pes
+        .iter()
+        .copied()
+        .filter(|p| *p != handle.pe)
+        .collect();
+    let err = plane.set_pe_context(h, &without).unwrap_err();
+    assert!(
+        matches!(err, ControlError::HostBoundOnPe { host, pe } if host == h && pe == handle.pe)
+    );
+    assert_eq!(err.fault(), VasaFault::ResourceInUse);
+    assert!(plane.set_pe_context(h, &[PeId(999)]).is_err());
+    plane.unbind(h, handle, UnbindContext::Normal).unwrap();
+    plane.set_pe_context(h, &without).unwrap();
+    assert!(!plane.host(h).unwrap().pe_context.contains(&handle.pe));
+}
+
+#[test]
+fn unbind_all_from_host_and_from_all_hosts() {
+    let (plane, topo) = quickstart().unwrap();
+    let (h0, h1) = (topo.hosts[0], topo.hosts[1]);
+    let vm = &topo.vms[0];
+    plane.bind(h0, &vm.vvols(), BindContext::Normal).unwrap();
+    plane.bind(h0, &vm.vvols(), BindContext::Normal).unwrap();
+    plane.bind(h1, &[vm.data], BindContext::Normal).unwrap();
+    assert_eq!(plane.unbind_all_from_host(h0).unwrap(), 3);
+    assert!(plane.bindings_for_host(h0).unwrap().is_empty());
+    assert_eq!(plane.bindings_for_host(h1).unwrap().len(), 1);
+    assert_eq!(plane.unbind_from_all_hosts(vm.data).unwrap(), 1);
+    assert!(plane.bindings_for_host(h1).unwrap().is_empty());
+    plane.check_invariants();
+}
+
+#[test]
+fn drain_rebind_sequence_keeps_both_handles_working_until_rebind_end() {
+    let (plane, topo) = quickstart().unwrap();
+    let (h, v) = (topo.hosts[0], topo.vms[0].data);
+    let router = plane.router();
+    let old = bind_one(&plane, h, v, BindContext::Normal);
+    router.write(h, old, 0, &[5u8; 512], false).unwrap();
+    let last = plane.last_event_id();
+    plane.drain_pe(old.pe).unwrap();
+    let events = plane.events_since(last).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0].kind,
+        EventKind::Rebind {
+            array: topo.arrays[0],
+            pe: old.pe,
+            reason: RebindReason::Drain,
+            vvols: vec![v]
+        }
+    );
+    assert_eq!(plane.pe(old.pe).unwrap().state, PeState::Draining);
+    // No new binds on the draining PE, even when it is the host's only choice.
+    let fresh = plane
+        .create_vvol(topo.containers[0], VvolSpec::new(VvolType::Data, MIB))
+        .unwrap();
+    let h2 = plane.add_host("drain-only").unwrap();
+    plane.set_pe_context(h2, &[old.pe]).unwrap();
+    assert!(matches!(
+        plane.bind(h2, &[fresh], BindContext::Normal),
+        Err(ControlError::NoEligiblePe { .. })
+    ));
+    // Rebind: unbind(RebindStart) is a no-op, bind(RebindStart) gives a new handle.
+    plane.unbind(h, old, UnbindContext::RebindStart).unwrap();
+    let new = bind_one(&plane, h, v, BindContext::RebindStart);
+    assert_ne!(new.pe, old.pe);
+    let mut block = [0u8; 512];
+    router.read(h, old, 0, &mut block).unwrap();
+    assert_eq!(block, [5u8; 512]);
+    router.read(h, new, 0, &mut block).unwrap();
+    assert_eq!(block, [5u8; 512], "both handles reach the same vVol");
+    plane.unbind(h, old, UnbindContext::RebindEnd).unwrap();
+    assert!(router.read(h, old, 0, &mut block).is_err());
+    // The drained PE left with its last binding.
+    assert_eq!(plane.pe(old.pe).unwrap_err().fault(), VasaFault::NotFound);
+    assert!(
+        !plane
+            .pes_for_array(topo.arrays[0])
+            .unwrap()
+            .contains(&old.pe)
+    );
+    assert!(
+        plane
+            .events_since(last)
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::PeRemoved { pe, .. } if pe == old.pe))
+    );
+    assert!(!plane.host(h).unwrap().pe_context.contains(&old.pe));
+    plane.check_invariants();
+}
+
+#[test]
+fn failed_pe_handles_fail_at_once_and_rebind_moves_them() {
+    let (plane, topo) = quickstart().unwrap();
+    let (h, v) = (topo.hosts[0], topo.vms[1].data);
+    let router = plane.router();
+    let old = bind_one(&plane, h, v, BindContext::Normal);
+    plane.fail_pe(old.pe).unwrap();
+    let err = router.read(h, old, 0, &mut [0u8; 512]).unwrap_err();
+    assert!(matches!(err, vvol::RouteError::PeFailed { pe } if pe == old.pe));
+    assert!(router.resolve(old.pe, old.secondary_id).is_none());
+    // A normal bind does not return the failed handle.
+    let new = bind_one(&plane, h, v, BindContext::Normal);
+    assert_ne!(new.pe, old.pe);
+    router.read(h, new, 0, &mut [0u8; 512]).unwrap();
+    plane.unbind(h, old, UnbindContext::RebindEnd).unwrap();
+    assert!(
+        plane.pe(old.pe).is_err(),
+        "failed PE removed with its last binding"
+    );
+}
+
+#[test]
+fn draining_an_unbound_pe_removes_it_at_once_and_its_id_is_never_reused() {
+    let (plane, pes, _, _) = small(2, SecondaryIdSpace::default());
+    plane.drain_pe(pes[1]).unwrap();
+    assert!(plane.pe(pes[1]).is_err());
+    let a = plane.arrays()[0];
+    let fresh = plane.add_pe(a, PeSpec::scsi(naa(50), 200)).unwrap();
+    assert!(fresh > pes[1]);
+    // Its NAA and LUN are free again.
+    plane.add_pe(a, PeSpec::scsi(naa(2), 101)).unwrap();
+}
+
+#[test]
+fn pe_naming_must_be_unique() {
+    let (plane, pes, _, _) = small(1, SecondaryIdSpace::default());
+    let a = plane.arrays()[0];
+    let err = plane.add_pe(a, PeSpec::scsi(naa(1), 7)).unwrap_err();
+    assert!(matches!(err, ControlError::DuplicateNaa { existing, .. } if existing == pes[0]));
+    let err = plane.add_pe(a, PeSpec::scsi(naa(9), 100)).unwrap_err();
+    assert!(matches!(
+        err,
+        ControlError::DuplicateAdminLun { admin_lun: 100, .. }
+    ));
+    let err = plane
+        .add_pe(vvol::ArrayId(7), PeSpec::nfs("h", "/e", NfsVersion::V3))
+        .unwrap_err();
+    assert_eq!(err.fault(), VasaFault::NotFound);
+    assert!(plane.remove_pe(pes[0]).is_ok());
+}
+
+#[test]
+fn limits_are_enforced() {
+    let plane = ControlPlane::new(
+        Limits::default()
+            .with_max_pes(1)
+            .with_max_hosts(1)
+            .with_max_vvols(1),
+    );
+    let a = plane.add_array(ArraySpec::new("a", 1)).unwrap();
+    let c = plane
+        .add_container(a, ContainerSpec::new("c", Protocol::Scsi, GIB))
+        .unwrap();
+    plane.add_pe(a, PeSpec::scsi(naa(1), 1)).unwrap();
+    assert!(matches!(
+        plane.add_pe(a, PeSpec::scsi(naa(2), 2)),
+        Err(ControlError::TooMany { .. })
+    ));
+    plane.add_host("h").unwrap();
+    assert!(matches!(
+        plane.add_host("i"),
+        Err(ControlError::TooMany { .. })
+    ));
+    let v = plane
+        .create_vvol(c, VvolSpec::new(VvolType::Data, MIB))
+        .unwrap();
+    assert!(matches!(
+        plane.create_vvol(c, VvolSpec::new(VvolType::Data, MIB)),
+        Err(ControlError::TooMany { .. })
+    ));
+    plane.delete_vvol(v).unwrap();
+    plane
+        .create_vvol(c, VvolSpec::new(VvolType::Data, MIB))
+        .unwrap();
+    assert!(matches!(
+        plane.add_host("h"),
+        Err(ControlError::DuplicateName { .. }) | Err(ControlError::TooMany { .. })
+    ));
+}
+
+#[test]
+fn events_report_lost_when_the_caller_falls_behind() {
+    let plane = ControlPlane::new(Limits::default().with_event_window(2));
+    let a = plane.add_array(ArraySpec::new("a", 1)).unwrap();
+    for i in 0..4 {
+        let pe = plane.add_pe(a, PeSpec::scsi(naa(i + 1), i as u16)).unwrap();
+        plane.drain_pe(pe).unwrap(); // Rebind + PeRemoved events
+    }
+    assert_eq!(plane.last_event_id(), EventId(8));
+    let err = plane.events_since(EventId(0)).unwrap_err();
+    assert!(matches!(
+        err,
+        ControlError::LostEvent {
+            oldest: EventId(7),
+            ..
+        }
+    ));
+    assert_eq!(err.fault(), VasaFault::LostEvent);
+    let kept = plane.events_since(EventId(6)).unwrap();
+    assert_eq!(
+        kept.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [EventId(7), EventId(8)]
+    );
+    assert!(plane.events_since(EventId(8)).unwrap().is_empty());
+}
+
+#[test]
+fn same_seed_gives_same_ids() {
+    let (a, ta) = quickstart().unwrap();
+    let (b, tb) = quickstart().unwrap();
+    assert_eq!(ta, tb);
+    assert_eq!(
+        a.vvol(ta.vms[0].data).unwrap().id,
+        b.vvol(tb.vms[0].data).unwrap().id
+    );
+    let c = ControlPlane::new(Limits::default()).with_id_seed(7);
+    let arr = c.add_array(ArraySpec::new("a", 1)).unwrap();
+    let cont = c
+        .add_container(arr, ContainerSpec::new("c", Protocol::Nfs, GIB))
+        .unwrap();
+    assert_ne!(
+        c.create_vvol(cont, VvolSpec::new(VvolType::Data, MIB))
+            .unwrap(),
+        ta.vms[0].config
+    );
+}
