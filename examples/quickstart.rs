@@ -45,32 +45,34 @@ fn main() -> Result<(), Box<dyn Error>> {
 fn print_bindings(plane: &ControlPlane) -> Result<(), Box<dyn Error>> {
     println!("Bindings");
     println!(
-        "{:<6} {:<36} {:<6} {:<5} {:<44} {:<10} {}",
-        "PE", "PE name", "sid", "gen", "vVol", "hosts", "VASA vvolSecondaryId"
+        "{:<5} {:<44} {:<4} {:<4} {:<44} {:<7} {:<7} {:<15} VASA vvolSecondaryId",
+        "PE", "PE in-band id", "sid", "gen", "vVol", "type", "contnr", "hosts (binds)"
     );
     for array in plane.arrays() {
         for pe in plane.pes_for_array(array)? {
             let info = plane.pe(pe)?;
             let name = match &info.transport {
-                Transport::Scsi { naa, admin_lun, .. } => format!("{naa} LUN {admin_lun}"),
+                Transport::Scsi { naa, admin_lun, .. } => format!("{naa} LUN{admin_lun}"),
                 Transport::Nfs {
                     servers, export, ..
                 } => format!("nfs://{}{export}", servers[0]),
                 other => format!("{other:?}"),
             };
             for b in plane.bindings_for_pe(pe)? {
-                let hosts: Vec<String> = b
-                    .hosts
-                    .iter()
-                    .map(|(h, n)| format!("{}x{n}", h.get()))
-                    .collect();
+                let mut hosts = Vec::new();
+                for (h, n) in &b.hosts {
+                    hosts.push(format!("{}({n})", plane.host(*h)?.name));
+                }
+                let vvol = plane.vvol(b.vvol)?;
                 println!(
-                    "{:<6} {:<36} {:<6} {:<5} {:<44} {:<10} {}",
+                    "{:<5} {:<44} {:<4} {:<4} {:<44} {:<7} {:<7} {:<15} {}",
                     pe.to_string(),
                     name,
                     b.handle.secondary_id.to_string(),
                     b.handle.generation.to_string(),
                     b.vvol.to_string(),
+                    vvol.vtype.to_string(),
+                    plane.container(vvol.container)?.name,
                     hosts.join(","),
                     plane.vasa_secondary_id(b.handle)?
                 );
@@ -78,7 +80,11 @@ fn print_bindings(plane: &ControlPlane) -> Result<(), Box<dyn Error>> {
         }
     }
     println!();
-    for container in [0, 1, 2].map(vvol::ContainerId) {
+    for container in plane
+        .arrays()
+        .into_iter()
+        .flat_map(|a| plane.array(a).map(|a| a.containers).unwrap_or_default())
+    {
         let c = plane.container(container)?;
         let mut pes: Vec<String> = Vec::new();
         for v in plane.vvols_in(container)? {

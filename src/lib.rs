@@ -24,8 +24,9 @@
 //!
 //! let (plane, topo) = vvol::topology::quickstart()?;
 //! let host = topo.hosts[0];
-//! let handles = plane.bind(host, &topo.vms[0].vvols(), BindContext::Normal)?;
-//! let disk = handles[1].as_ref().copied()?;
+//! // One result per vVol: config, data, swap.
+//! let mut handles = plane.bind(host, &topo.vms[0].vvols(), BindContext::Normal)?;
+//! let disk = handles.remove(1)?;
 //!
 //! let router = plane.router();
 //! router.write(host, disk, 4096, b"hello vvol, block-sized payload.".repeat(16).as_slice(), true)?;

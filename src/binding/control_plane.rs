@@ -388,7 +388,7 @@ impl ControlPlane {
         let backend = match spec.backend {
             Some(backend) => {
                 let bs = backend.logical_block_size();
-                if bs == 0 || spec.logical_block_size % bs != 0 {
+                if bs == 0 || !spec.logical_block_size.is_multiple_of(bs) {
                     return Err(ControlError::BackendBlockSize {
                         backend_block_size: bs,
                         vvol_block_size: spec.logical_block_size,

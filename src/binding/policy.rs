@@ -18,6 +18,25 @@ pub struct PeCandidate {
 }
 
 /// Decides which PE a new binding goes to.
+///
+/// # Example: prefer the deepest queue
+/// ```
+/// use vvol::{ControlPlane, HostId, Limits, PeCandidate, PeSelectionPolicy, VvolId};
+///
+/// #[derive(Debug)]
+/// struct DeepestQueue;
+///
+/// impl PeSelectionPolicy for DeepestQueue {
+///     fn choose(&self, _host: HostId, _vvol: VvolId, candidates: &[PeCandidate]) -> usize {
+///         (0..candidates.len())
+///             .max_by_key(|&i| (candidates[i].queue_depth, std::cmp::Reverse(candidates[i].pe)))
+///             .unwrap_or(0)
+///     }
+/// }
+///
+/// let plane = ControlPlane::with_policy(Limits::default(), Box::new(DeepestQueue));
+/// # let _ = plane;
+/// ```
 pub trait PeSelectionPolicy: Send + Sync + Debug {
     /// Returns the index in `candidates` (never empty, sorted by PE id) of
     /// the PE to bind `vvol` for `host` through. An index out of bounds is
@@ -30,11 +49,18 @@ pub trait PeSelectionPolicy: Send + Sync + Debug {
 ///
 /// # Example
 /// ```
-/// use vvol::{FewestBindings, PeSelectionPolicy};
+/// use vvol::{BindContext, FewestBindings, VvolSpec, VvolType};
 ///
-/// // Candidates are built by the control plane; see `ControlPlane::with_policy`.
-/// let policy = FewestBindings;
-/// assert_eq!(format!("{policy:?}"), "FewestBindings");
+/// // The quickstart plane uses this policy: fresh vVols spread over its 3 PEs.
+/// let (plane, topo) = vvol::topology::quickstart()?;
+/// let _default = FewestBindings;
+/// let mut pes = Vec::new();
+/// for _ in 0..3 {
+///     let v = plane.create_vvol(topo.containers[0], VvolSpec::new(VvolType::Data, 1 << 20))?;
+///     pes.push(plane.bind(topo.hosts[0], &[v], BindContext::Normal)?.remove(0)?.pe);
+/// }
+/// assert_eq!(pes, topo.pes[..3]);
+/// # Ok::<(), vvol::ControlError>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FewestBindings;

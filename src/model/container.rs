@@ -81,7 +81,7 @@ impl ContainerSpec {
     pub fn validate(&self, max_name_len: usize) -> Result<(), ConfigError> {
         check_name("container", &self.name, max_name_len)?;
         if self.max_vvol_bytes == 0
-            || self.max_vvol_bytes % MIB != 0
+            || !self.max_vvol_bytes.is_multiple_of(MIB)
             || self.max_vvol_bytes > self.quota_bytes
         {
             return Err(ConfigError::BadMaxVvolSize {

@@ -118,7 +118,7 @@ impl VvolSpec {
 
 /// Checks that a vVol capacity is a positive multiple of 1 MiB.
 pub(crate) fn check_capacity(capacity_bytes: u64) -> Result<(), ConfigError> {
-    if capacity_bytes == 0 || capacity_bytes % MIB != 0 {
+    if capacity_bytes == 0 || !capacity_bytes.is_multiple_of(MIB) {
         return Err(ConfigError::BadCapacity { capacity_bytes });
     }
     Ok(())

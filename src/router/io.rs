@@ -39,7 +39,7 @@ impl Admitted<'_> {
         let volume = &self.binding().volume;
         let capacity_bytes = volume.capacity_bytes();
         let bs = u64::from(volume.block_size);
-        if offset % bs != 0 || len % bs != 0 {
+        if !offset.is_multiple_of(bs) || !len.is_multiple_of(bs) {
             return Err(RouteError::Misaligned {
                 vvol: volume.id,
                 offset,

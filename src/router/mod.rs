@@ -42,7 +42,7 @@ pub struct Resolved {
 ///
 /// # Example
 /// ```
-/// use vvol::{BindContext, ControlPlane};
+/// use vvol::BindContext;
 ///
 /// let (plane, topo) = vvol::topology::quickstart()?;
 /// let vm = &topo.vms[0];

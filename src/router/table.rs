@@ -21,7 +21,7 @@ use super::volume::LiveBinding;
 use crate::model::{Generation, PeState, SecondaryId, SecondaryIdSpace, VvolKey};
 
 /// Slots allocated together when the first id of their range is handed out.
-pub const SLOT_CHUNK: u64 = 4096;
+pub const SLOT_CHUNK: u64 = 512;
 
 const EMPTY_LOW: u64 = 0;
 

@@ -241,7 +241,7 @@ fn reader(
         let offset = block * BLOCK as u64;
         let data = payload(vvol_id(v), t, i);
         // Now and then from a host that never binds: always refused.
-        if i % 16 == 0 {
+        if i.is_multiple_of(16) {
             match router.write(fx.other_host, handle, offset, &data, false) {
                 Err(RouteError::AccessDenied { .. }) => {
                     tally.denied.fetch_add(1, Ordering::Relaxed);

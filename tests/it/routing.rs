@@ -266,7 +266,7 @@ fn a_full_pe_queue_rejects_io_with_queue_full() {
         .unwrap();
     let h = plane.add_host("h").unwrap();
     plane.set_pe_context(h, &[pe]).unwrap();
-    let gate = Arc::new(FaultyBackend::new(Arc::new(
+    let _gate = Arc::new(FaultyBackend::new(Arc::new(
         MemoryBackend::new(MIB, 512).unwrap(),
     )));
     // Hold 32 reads inside the backend with a barrier-like spin.
