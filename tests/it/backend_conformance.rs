@@ -776,7 +776,7 @@ fn file_persists_and_reopens_read_only() {
 }
 
 /// The scratch block device the block-device cases run on, set by
-/// [`block_device_loop`] while it holds a loop device.
+/// [`interop_block_device_loop`] while it holds a loop device.
 #[cfg(feature = "interop")]
 static DEVICE: parking_lot::Mutex<Option<std::path::PathBuf>> = parking_lot::Mutex::new(None);
 
@@ -858,7 +858,7 @@ impl Drop for LoopDevice {
 /// 4096-byte sectors, buffered and with O_DIRECT.
 #[cfg(feature = "interop")]
 #[test]
-fn block_device_loop() {
+fn interop_block_device_loop() {
     for sector in [512u32, 4096] {
         let device = LoopDevice::attach(sector);
         *DEVICE.lock() = Some(device.0.clone());
