@@ -120,8 +120,12 @@ impl ControlPlane {
         self.state.lock()
     }
 
-    /// Checks the internal invariants (O(state)); panics when one is broken.
-    /// Meant for tests.
+    /// Checks the internal invariants in O(state): every binding's PE is of
+    /// its vVol's array and protocol and in each holding host's PE context,
+    /// and the per-PE binding counts add up. Meant for tests.
+    ///
+    /// # Panics
+    /// When an invariant is broken, which is a bug in this crate.
     pub fn check_invariants(&self) {
         self.lock().check_invariants();
     }
