@@ -1,0 +1,117 @@
+//! CDB framing: operation codes, lengths by group code, and bounds-checked
+//! field access. Nothing here panics on caller bytes.
+
+use super::Sense;
+
+/// Longest CDB accepted (SPC-5 variable-length CDBs top out at 260 bytes).
+pub const MAX_CDB_LEN: usize = 260;
+
+/// Operation codes the target implements.
+#[allow(missing_docs)]
+pub mod op {
+    pub const TEST_UNIT_READY: u8 = 0x00;
+    pub const REQUEST_SENSE: u8 = 0x03;
+    pub const READ_6: u8 = 0x08;
+    pub const WRITE_6: u8 = 0x0A;
+    pub const INQUIRY: u8 = 0x12;
+    pub const MODE_SELECT_6: u8 = 0x15;
+    pub const MODE_SENSE_6: u8 = 0x1A;
+    pub const READ_CAPACITY_10: u8 = 0x25;
+    pub const READ_10: u8 = 0x28;
+    pub const WRITE_10: u8 = 0x2A;
+    pub const SYNCHRONIZE_CACHE_10: u8 = 0x35;
+    pub const UNMAP: u8 = 0x42;
+    pub const MODE_SELECT_10: u8 = 0x55;
+    pub const MODE_SENSE_10: u8 = 0x5A;
+    pub const READ_16: u8 = 0x88;
+    pub const COMPARE_AND_WRITE: u8 = 0x89;
+    pub const WRITE_16: u8 = 0x8A;
+    pub const SYNCHRONIZE_CACHE_16: u8 = 0x91;
+    pub const WRITE_SAME_16: u8 = 0x93;
+    pub const SERVICE_ACTION_IN_16: u8 = 0x9E;
+    pub const REPORT_LUNS: u8 = 0xA0;
+    pub const MAINTENANCE_IN: u8 = 0xA3;
+    /// SERVICE ACTION IN(16) service actions.
+    pub const SA_READ_CAPACITY_16: u16 = 0x10;
+    pub const SA_GET_LBA_STATUS: u16 = 0x12;
+    /// MAINTENANCE IN service actions.
+    pub const SA_REPORT_TARGET_PORT_GROUPS: u16 = 0x0A;
+    pub const SA_REPORT_SUPPORTED_OPCODES: u16 = 0x0C;
+}
+
+/// CDB length implied by the group code of `opcode`; `None` for
+/// variable-length and vendor-specific groups.
+#[must_use]
+pub const fn cdb_len(opcode: u8) -> Option<usize> {
+    match opcode >> 5 {
+        0 => Some(6),
+        1 | 2 => Some(10),
+        4 => Some(16),
+        5 => Some(12),
+        _ => None,
+    }
+}
+
+/// A CDB whose length has been checked against its group code.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cdb<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Cdb<'a> {
+    /// Checks the length and the CONTROL byte (NACA is not supported).
+    pub(crate) fn parse(bytes: &'a [u8]) -> Result<Self, Sense> {
+        let Some(&opcode) = bytes.first() else {
+            return Err(Sense::invalid_field_in_cdb(0, None));
+        };
+        let Some(len) = cdb_len(opcode) else {
+            return Err(Sense::invalid_opcode());
+        };
+        if bytes.len() < len || bytes.len() > MAX_CDB_LEN {
+            return Err(Sense::invalid_field_in_cdb(0, None));
+        }
+        let bytes = &bytes[..len];
+        if bytes[len - 1] & 0x04 != 0 {
+            return Err(Sense::invalid_field_in_cdb((len - 1) as u16, Some(2)));
+        }
+        Ok(Self { bytes })
+    }
+
+    pub(crate) fn opcode(&self) -> u8 {
+        self.bytes[0]
+    }
+
+    /// The service action (byte 1, bits 4-0) of 12- and 16-byte CDBs.
+    pub(crate) fn service_action(&self) -> u16 {
+        u16::from(self.u8(1) & 0x1F)
+    }
+
+    pub(crate) fn u8(&self, at: usize) -> u8 {
+        self.bytes.get(at).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn be(&self, at: usize, width: usize) -> u64 {
+        (0..width).fold(0u64, |acc, i| (acc << 8) | u64::from(self.u8(at + i)))
+    }
+
+    /// Fails with INVALID FIELD IN CDB when any bit of `mask` is set in
+    /// byte `at`, pointing at the highest such bit.
+    pub(crate) fn reserved(&self, at: usize, mask: u8) -> Result<(), Sense> {
+        let bits = self.u8(at) & mask;
+        if bits == 0 {
+            Ok(())
+        } else {
+            Err(Sense::invalid_field_in_cdb(
+                at as u16,
+                Some(7 - bits.leading_zeros() as u8),
+            ))
+        }
+    }
+}
+
+/// Big-endian read from a byte slice; missing bytes read as 0.
+pub(crate) fn be_at(bytes: &[u8], at: usize, width: usize) -> u64 {
+    (0..width).fold(0u64, |acc, i| {
+        (acc << 8) | u64::from(bytes.get(at + i).copied().unwrap_or(0))
+    })
+}
