@@ -33,7 +33,9 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>) -> CmdResult {
             return match opcode {
                 op::INQUIRY => inquiry::inquiry(ctx),
                 op::REQUEST_SENSE => request_sense(ctx, Some(Sense::lun_not_supported())),
-                op::REPORT_LUNS if matches!(ctx.lu, Lu::AbsentLun0) => report_luns::report_luns(ctx),
+                op::REPORT_LUNS if matches!(ctx.lu, Lu::AbsentLun0) => {
+                    report_luns::report_luns(ctx)
+                }
                 _ => Err(Sense::lun_not_supported().into()),
             };
         }
@@ -86,9 +88,7 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>) -> CmdResult {
         (op::READ_CAPACITY_10, _) => block::read_capacity_10(ctx),
         (op::READ_6 | op::READ_10 | op::READ_16, _) => block::read(ctx),
         (op::WRITE_6 | op::WRITE_10 | op::WRITE_16, _) => block::write(ctx),
-        (op::SYNCHRONIZE_CACHE_10 | op::SYNCHRONIZE_CACHE_16, _) => {
-            block::synchronize_cache(ctx)
-        }
+        (op::SYNCHRONIZE_CACHE_10 | op::SYNCHRONIZE_CACHE_16, _) => block::synchronize_cache(ctx),
         (op::WRITE_SAME_16, _) => block::write_same_16(ctx),
         (op::UNMAP, _) => block::unmap(ctx),
         (op::COMPARE_AND_WRITE, _) => block::compare_and_write(ctx),
@@ -124,7 +124,10 @@ fn report_target_port_groups(ctx: &Ctx<'_>) -> CmdResult {
         Lu::Slu(s) => s.pe,
         _ => return Err(Sense::lun_not_supported().into()),
     };
-    let pe = ctx.target.pe(pe_index).ok_or_else(Sense::lun_not_supported)?;
+    let pe = ctx
+        .target
+        .pe(pe_index)
+        .ok_or_else(Sense::lun_not_supported)?;
     let mut groups = std::collections::BTreeMap::new();
     for (port, group) in &pe.ports {
         let state = ctx.target.alua_state(*group).unwrap_or_default();

@@ -92,10 +92,7 @@ fn hex(bytes: &[u8]) -> String {
 
 fn vpd(ctx: &Ctx<'_>, code: u8) -> CmdResult {
     let (pe, slu): (PeInfo, Option<_>) = match ctx.lu {
-        Lu::Alu(i) => (
-            ctx.target.pe(i).ok_or_else(Sense::lun_not_supported)?,
-            None,
-        ),
+        Lu::Alu(i) => (ctx.target.pe(i).ok_or_else(Sense::lun_not_supported)?, None),
         Lu::Slu(s) => (
             ctx.target.pe(s.pe).ok_or_else(Sense::lun_not_supported)?,
             Some(s),
@@ -134,8 +131,16 @@ fn vpd(ctx: &Ctx<'_>, code: u8) -> CmdResult {
             let port = ctx.nexus.relative_target_port;
             let group = ctx.target.port_group(port).unwrap_or(0);
             let mut body = designator(0x01, 0x03, &naa.to_bytes());
-            body.extend(designator(0x01, 0x14, &[0, 0, (port >> 8) as u8, port as u8]));
-            body.extend(designator(0x01, 0x15, &[0, 0, (group >> 8) as u8, group as u8]));
+            body.extend(designator(
+                0x01,
+                0x14,
+                &[0, 0, (port >> 8) as u8, port as u8],
+            ));
+            body.extend(designator(
+                0x01,
+                0x15,
+                &[0, 0, (group >> 8) as u8, group as u8],
+            ));
             page(0x83, &body)
         }
         0x86 => {

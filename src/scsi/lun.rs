@@ -67,7 +67,8 @@ impl LunLevel {
     }
 
     fn write(&self, out: &mut [u8]) -> Result<(), LunError> {
-        let too_large = |method, value: u64, max: u64| LunError::ValueTooLarge { method, value, max };
+        let too_large =
+            |method, value: u64, max: u64| LunError::ValueTooLarge { method, value, max };
         match *self {
             Self::Peripheral { bus, target } => {
                 if bus > 0x3F {
@@ -140,7 +141,12 @@ impl LunLevel {
                 0xC1 => Self::WellKnown(b1),
                 0xD2 => {
                     need(4)?;
-                    Self::ExtendedFlat(u32::from_be_bytes([0, b1, lun[offset + 2], lun[offset + 3]]))
+                    Self::ExtendedFlat(u32::from_be_bytes([
+                        0,
+                        b1,
+                        lun[offset + 2],
+                        lun[offset + 3],
+                    ]))
                 }
                 0xE2 => {
                     need(6)?;
@@ -315,7 +321,10 @@ impl Lun {
     ///
     /// # Errors
     /// [`LunError::ValueTooLarge`] when a value passes its field.
-    pub fn conglomerate(admin: u16, subsidiary: Option<SubsidiaryElement>) -> Result<Self, LunError> {
+    pub fn conglomerate(
+        admin: u16,
+        subsidiary: Option<SubsidiaryElement>,
+    ) -> Result<Self, LunError> {
         if admin > MAX_14_BIT {
             return Err(LunError::ValueTooLarge {
                 method: "simple logical unit (administrative element)",
@@ -543,14 +552,15 @@ impl FromStr for VendorSecondaryId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = |reason| LunError::text(s, reason);
         let (lun, style) = if let Some(hex) = s.strip_suffix(['h', 'H']) {
-            let bytes = parse_hex::<8>(hex).ok_or_else(|| err("expected 16 hex digits before `h`"))?;
+            let bytes =
+                parse_hex::<8>(hex).ok_or_else(|| err("expected 16 hex digits before `h`"))?;
             if bytes[..2] != [0, 0] {
                 return Err(err("bytes 0-1 belong to the PE and must be 0000"));
             }
             (Lun(bytes), SecondaryIdStyle::LunHex)
         } else if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
             let n = hex.len() / 2;
-            if hex.len() % 2 != 0 || !(1..=6).contains(&n) {
+            if !hex.len().is_multiple_of(2) || !(1..=6).contains(&n) {
                 return Err(err("expected 2 to 12 hex digits (whole bytes) after `0x`"));
             }
             let mut padded = [b'0'; 12];

@@ -55,8 +55,8 @@ pub use inquiry::{
     PE_PRODUCT_ID, PRODUCT_REVISION, STANDARD_INQUIRY_LEN, VENDOR_ID, VVOL_PRODUCT_ID,
 };
 pub use lun::{
-    ConglomerateLun, Lun, LunLevel, MAX_14_BIT, MAX_LUN_LEVELS, REPORT_LUNS_WLUN,
-    SecondaryIdStyle, SubsidiaryElement, VendorSecondaryId, WLUN_REPORT_LUNS,
+    ConglomerateLun, Lun, LunLevel, MAX_14_BIT, MAX_LUN_LEVELS, REPORT_LUNS_WLUN, SecondaryIdStyle,
+    SubsidiaryElement, VendorSecondaryId, WLUN_REPORT_LUNS,
 };
 pub use mode::{ALL_PAGES, CACHING_PAGE, CONTROL_PAGE, MAX_MODE_SELECT_LEN};
 pub use report_luns::MIN_REPORT_LUNS_ALLOCATION;

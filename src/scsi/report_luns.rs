@@ -110,7 +110,11 @@ pub(crate) fn report_luns(ctx: &Ctx<'_>) -> CmdResult {
         ctx.state.baseline(ctx.target, ctx.nexus, pes);
     }
     let mut out = Vec::with_capacity(8 + 8 * luns.len());
-    out.extend_from_slice(&u32::try_from(8 * luns.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(
+        &u32::try_from(8 * luns.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
     out.extend_from_slice(&[0; 4]);
     for lun in luns {
         out.extend_from_slice(&lun.to_bytes());

@@ -160,7 +160,7 @@ pub(crate) fn backend_sense(error: &BackendError, write: bool) -> Sense {
 /// # Example
 /// ```
 /// use vvol::BindContext;
-/// use vvol::scsi::{ItNexus, Lun, ScsiTarget, Status};
+/// use vvol::scsi::{ItNexus, ScsiTarget, Status};
 ///
 /// let (plane, topo) = vvol::topology::quickstart()?;
 /// let plane = std::sync::Arc::new(plane);
@@ -276,7 +276,11 @@ impl ScsiTarget {
     ///
     /// # Errors
     /// [`ScsiError::UnknownTargetPortGroup`].
-    pub fn set_alua_state(&self, target_port_group: u16, state: AluaState) -> Result<(), ScsiError> {
+    pub fn set_alua_state(
+        &self,
+        target_port_group: u16,
+        state: AluaState,
+    ) -> Result<(), ScsiError> {
         let mut alua = self.alua.lock();
         let slot = alua
             .get_mut(&target_port_group)
@@ -547,12 +551,8 @@ impl Drop for InFlight<'_> {
 #[must_use]
 pub fn derive_vvol_naa(company_id: u32, vvol: VvolId) -> Naa {
     let low = vvol.get() & ((1u128 << 100) - 1);
-    Naa::from_parts(
-        company_id & 0xFF_FFFF,
-        (low >> 64) as u64,
-        low as u64,
-    )
-    .expect("masked fields fit NAA 6")
+    Naa::from_parts(company_id & 0xFF_FFFF, (low >> 64) as u64, low as u64)
+        .expect("masked fields fit NAA 6")
 }
 
 /// Index of the write-lock stripe of a vVol.

@@ -100,7 +100,12 @@ fn interop_sg_vpd_decodes_every_page() {
     assert_has(&text, "Relative target port: 0x1");
     assert_has(&text, "Target port group: 0x1");
     assert_eq!(naa.ieee_company_id(), COMPANY);
-    let pe_hex: String = f.pe_naa.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let pe_hex: String = f
+        .pe_naa
+        .to_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let text = inhex("sg_vpd", &data(&f.run(0, f.alu(), &vpd(0x83), &[])), &[]);
     assert_has(&text, &format!("0x{pe_hex}"));
     let text = inhex("sg_vpd", &data(&f.run(0, f.alu(), &vpd(0x86), &[])), &[]);
@@ -141,7 +146,10 @@ fn interop_sg_luns_decodes_report_luns_data() {
     let d = data(&f.run(0, f.alu(), &report_luns(0x12), &[]));
     assert_eq!(d.len(), 8 + 16);
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    let alu_text = sg("sg_luns", &["--lu_cong", &format!("--test={}", hex(&d[8..16]))]);
+    let alu_text = sg(
+        "sg_luns",
+        &["--lu_cong", &format!("--test={}", hex(&d[8..16]))],
+    );
     assert_has(&alu_text, "Simple lu addressing: 255");
     let slu_hex = hex(&d[16..24]);
     assert_eq!(slu_hex, slu.to_string());
@@ -201,7 +209,9 @@ fn interop_sg_decode_sense_reads_our_sense_data() {
     let text = decode_sense(&f.run(0, slu, &tur, &[]));
     assert_has(&text, "Sense key: Not Ready");
     assert_has(&text, "target port in standby state");
-    f.target.set_alua_state(1, AluaState::ActiveOptimized).unwrap();
+    f.target
+        .set_alua_state(1, AluaState::ActiveOptimized)
+        .unwrap();
     decode_sense(&f.run(0, slu, &tur, &[]));
     // MISCOMPARE with the offset in INFORMATION, fixed then descriptor.
     let mut caw = [0u8; 16];
@@ -221,7 +231,10 @@ fn interop_sg_decode_sense_reads_our_sense_data() {
     list.extend_from_slice(&page);
     data(&f.run(0, slu, &[0x15, 0x10, 0, 0, list.len() as u8, 0], &list));
     let text = decode_sense(&f.run(0, slu, &vpd(0xC7), &[]));
-    assert_has(&text, "Descriptor format, current; Sense key: Illegal Request");
+    assert_has(
+        &text,
+        "Descriptor format, current; Sense key: Illegal Request",
+    );
     assert_has(&text, "Field pointer");
     assert_has(&text, "Error in Command: byte 2 bit 7");
     let text = decode_sense(&f.run(0, slu, &caw, &out));

@@ -10,7 +10,10 @@ use vvol::{SecondaryId, SecondaryIdSpace, SubsidiaryAddressing};
 #[test]
 fn every_address_method_encodes_as_sam5_says() {
     let cases: &[(LunLevel, &str)] = &[
-        (LunLevel::Peripheral { bus: 0, target: 5 }, "0005000000000000"),
+        (
+            LunLevel::Peripheral { bus: 0, target: 5 },
+            "0005000000000000",
+        ),
         (LunLevel::Flat(0x1234), "5234000000000000"),
         (
             LunLevel::LogicalUnit {
@@ -49,8 +52,11 @@ fn conglomerate_structure() {
     );
     let d2 = Lun::conglomerate(256, Some(SubsidiaryElement::ExtendedFlat(1))).unwrap();
     assert_eq!(d2.to_string(), "0100d20000010000");
-    let e2 = Lun::conglomerate(0x3FFF, Some(SubsidiaryElement::LongExtendedFlat(0xFF_FFFF_FFFF)))
-        .unwrap();
+    let e2 = Lun::conglomerate(
+        0x3FFF,
+        Some(SubsidiaryElement::LongExtendedFlat(0xFF_FFFF_FFFF)),
+    )
+    .unwrap();
     assert_eq!(e2.to_string(), "3fffe2ffffffffff");
     assert_eq!(
         e2.decode_conglomerate().unwrap().subsidiary,
@@ -66,7 +72,10 @@ fn conglomerate_structure() {
         let element = SubsidiaryElement::new(addressing, id).unwrap();
         let mut expect = addressing.subsidiary_lun(id).unwrap();
         expect[1] = 9;
-        assert_eq!(Lun::conglomerate(9, Some(element)).unwrap().to_bytes(), expect);
+        assert_eq!(
+            Lun::conglomerate(9, Some(element)).unwrap().to_bytes(),
+            expect
+        );
         assert_eq!(element.secondary_id(), id);
         assert_eq!(element.addressing(), addressing);
     }
@@ -78,7 +87,10 @@ fn malformed_luns_give_typed_errors() {
     let parse = |s: &str| s.parse::<Lun>().unwrap();
     assert!(matches!(
         parse("c200000000000000").decode(),
-        Err(LunError::ReservedAddressMethod { byte: 0xC2, offset: 0 })
+        Err(LunError::ReservedAddressMethod {
+            byte: 0xC2,
+            offset: 0
+        })
     ));
     assert!(matches!(
         parse("00010000c1010000").decode(),
@@ -127,10 +139,16 @@ fn vendor_secondary_id_strings() {
     assert_eq!(ontap.subsidiary(), SubsidiaryElement::ExtendedFlat(1));
     assert_eq!(ontap.style(), SecondaryIdStyle::LunHex);
     assert_eq!(ontap.to_string(), "0000D20000010000h");
-    assert_eq!(ontap.lun_behind(255).unwrap().to_string(), "00ffd20000010000");
+    assert_eq!(
+        ontap.lun_behind(255).unwrap().to_string(),
+        "00ffd20000010000"
+    );
 
     let element: VendorSecondaryId = "0xe200000000a6".parse().unwrap();
-    assert_eq!(element.subsidiary(), SubsidiaryElement::LongExtendedFlat(166));
+    assert_eq!(
+        element.subsidiary(),
+        SubsidiaryElement::LongExtendedFlat(166)
+    );
     assert_eq!(element.to_string(), "0xe200000000a6");
 
     let huawei: VendorSecondaryId = "0xD2000123".parse().unwrap();
@@ -141,20 +159,23 @@ fn vendor_secondary_id_strings() {
     assert_eq!(simple.subsidiary(), SubsidiaryElement::Simple(5));
 
     for bad in [
-        "0000000000000000h", // the ALU itself
-        "00FF000100000000h", // bytes 0-1 are the PE's
-        "0000C10100000000h", // a well-known LUN
-        "0xe2",              // truncated E2h element... is E2 00000000 00 -> 0? no: too short
-        "0x123",             // odd digits
-        "0x",                // empty
+        "0000000000000000h",  // the ALU itself
+        "00FF000100000000h",  // bytes 0-1 are the PE's
+        "0000C10100000000h",  // a well-known LUN
+        "0xe2",               // truncated E2h element... is E2 00000000 00 -> 0? no: too short
+        "0x123",              // odd digits
+        "0x",                 // empty
         "0xd200000100000000", // 8 bytes
-        "D20000010000",      // no marker
-        "0000D2000001000h",  // 15 digits
+        "D20000010000",       // no marker
+        "0000D2000001000h",   // 15 digits
     ] {
         let parsed = bad.parse::<VendorSecondaryId>();
         if bad == "0xe2" {
             // E2h followed by zero padding is a valid element naming id 0.
-            assert_eq!(parsed.unwrap().subsidiary(), SubsidiaryElement::LongExtendedFlat(0));
+            assert_eq!(
+                parsed.unwrap().subsidiary(),
+                SubsidiaryElement::LongExtendedFlat(0)
+            );
             continue;
         }
         assert!(matches!(parsed, Err(LunError::BadText { .. })), "{bad}");
@@ -165,8 +186,11 @@ fn level() -> impl Strategy<Value = LunLevel> {
     prop_oneof![
         (0u8..=0x3F, any::<u8>()).prop_map(|(bus, target)| LunLevel::Peripheral { bus, target }),
         (0u16..=0x3FFF).prop_map(LunLevel::Flat),
-        (0u8..=0x3F, 0u8..=7, 0u8..=0x1F)
-            .prop_map(|(target, bus, lun)| LunLevel::LogicalUnit { target, bus, lun }),
+        (0u8..=0x3F, 0u8..=7, 0u8..=0x1F).prop_map(|(target, bus, lun)| LunLevel::LogicalUnit {
+            target,
+            bus,
+            lun
+        }),
         (0u32..=0xFF_FFFF).prop_map(LunLevel::ExtendedFlat),
         (0u64..=0xFF_FFFF_FFFF).prop_map(LunLevel::LongExtendedFlat),
     ]

@@ -9,8 +9,8 @@ use vvol::scsi::{
     AluaState, ItNexus, Lun, REPORT_LUNS_WLUN, ScsiResponse, ScsiTarget, Status, derive_vvol_naa,
 };
 use vvol::{
-    ArrayId, ArraySpec, BindContext, BindHandle, ContainerSpec, ControlPlane, HostId, Limits, Naa,
-    PeId, PeSpec, Protocol, ScsiPath, UnbindContext, VvolId, VvolSpec, VvolType,
+    ArraySpec, BindContext, BindHandle, ContainerSpec, ControlPlane, HostId, Limits, Naa, PeId,
+    PeSpec, Protocol, ScsiPath, UnbindContext, VvolId, VvolSpec, VvolType,
 };
 
 use crate::support::bind_one;
@@ -24,7 +24,6 @@ const MIB: u64 = 1 << 20;
 pub(crate) struct Fixture {
     pub(crate) plane: Arc<ControlPlane>,
     pub(crate) target: ScsiTarget,
-    pub(crate) array: ArrayId,
     pub(crate) container: vvol::ContainerId,
     pub(crate) pe: PeId,
     pub(crate) pe_naa: Naa,
@@ -60,7 +59,6 @@ impl Fixture {
         Self {
             plane,
             target,
-            array,
             container,
             pe,
             pe_naa,
@@ -213,7 +211,8 @@ fn inquiry_sets_lu_cong_on_pe_and_slu_and_pq3_when_unbound() {
     let far = Lun::conglomerate(PE_LUN, Some(vvol::scsi::SubsidiaryElement::Simple(999))).unwrap();
     check(&f.run(0, far, &read10(0, 1), &[]), (5, 0x25, 0));
     // The wrong subsidiary form for this PE names no LU either.
-    let d2 = Lun::conglomerate(PE_LUN, Some(vvol::scsi::SubsidiaryElement::ExtendedFlat(1))).unwrap();
+    let d2 =
+        Lun::conglomerate(PE_LUN, Some(vvol::scsi::SubsidiaryElement::ExtendedFlat(1))).unwrap();
     assert_eq!(good(&f.run(0, d2, &INQUIRY, &[]))[0], 0x7F);
     // A port the PE has no path on sees no PE.
     let r = f
@@ -262,7 +261,7 @@ fn vpd_pages_name_pe_and_vvol() {
 #[test]
 fn vvol_naas_are_checked_unique_within_the_array() {
     let f = Fixture::new();
-    let low = 0x0123_4567_89AB_CDEF_0123_4567_89u128;
+    let low = 0x0001_2345_6789_ABCD_EF01_2345_6789_u128;
     let a = VvolId(low | (0x4u128 << 120));
     let b = VvolId(low | (0x5u128 << 120));
     for id in [a, b] {
@@ -302,13 +301,22 @@ fn report_luns_select_report_values() {
             .collect()
     };
     let zero = Lun::default();
-    assert_eq!(luns(&f.run(0, zero, &report_luns(0x00), &[])), vec![alu, l1]);
-    assert_eq!(luns(&f.run(0, zero, &report_luns(0x01), &[])), vec![REPORT_LUNS_WLUN]);
+    assert_eq!(
+        luns(&f.run(0, zero, &report_luns(0x00), &[])),
+        vec![alu, l1]
+    );
+    assert_eq!(
+        luns(&f.run(0, zero, &report_luns(0x01), &[])),
+        vec![REPORT_LUNS_WLUN]
+    );
     assert_eq!(
         luns(&f.run(0, zero, &report_luns(0x02), &[])),
         vec![alu, l1, REPORT_LUNS_WLUN]
     );
-    assert_eq!(luns(&f.run(0, REPORT_LUNS_WLUN, &report_luns(0x10), &[])), vec![alu]);
+    assert_eq!(
+        luns(&f.run(0, REPORT_LUNS_WLUN, &report_luns(0x10), &[])),
+        vec![alu]
+    );
     assert_eq!(luns(&f.run(0, zero, &report_luns(0x11), &[])), vec![alu]);
     assert_eq!(luns(&f.run(0, alu, &report_luns(0x12), &[])), vec![alu, l1]);
     assert_eq!(luns(&f.run(1, alu, &report_luns(0x12), &[])), vec![alu, l2]);
@@ -326,7 +334,10 @@ fn report_luns_select_report_values() {
     check(&f.run(0, zero, &[0; 6], &[]), (5, 0x25, 0));
     // The W-LUN answers INQUIRY as a well-known LU and refuses media commands.
     assert_eq!(good(&f.run(0, REPORT_LUNS_WLUN, &INQUIRY, &[]))[0], 0x1E);
-    check(&f.run(0, REPORT_LUNS_WLUN, &read10(0, 1), &[]), (5, 0x20, 0));
+    check(
+        &f.run(0, REPORT_LUNS_WLUN, &read10(0, 1), &[]),
+        (5, 0x20, 0),
+    );
 }
 
 #[test]
@@ -340,12 +351,24 @@ fn read_write_6_10_16_with_fua_and_range_checks() {
     good(&f.run(0, slu, &write10(10, 2, true), &data));
     assert_eq!(good(&f.run(0, slu, &read10(10, 2), &[])), &data[..]);
     good(&f.run(0, slu, &rw16(0x8A, blocks - 2, 2), &data));
-    assert_eq!(good(&f.run(0, slu, &rw16(0x88, blocks - 2, 2), &[])), &data[..]);
+    assert_eq!(
+        good(&f.run(0, slu, &rw16(0x88, blocks - 2, 2), &[])),
+        &data[..]
+    );
     good(&f.run(0, slu, &[0x0A, 0, 0, 5, 1, 0], &data[..512]));
-    assert_eq!(good(&f.run(0, slu, &[0x08, 0, 0, 5, 1, 0], &[])), &data[..512]);
-    check(&f.run(0, slu, &rw16(0x88, blocks - 1, 2), &[]), (5, 0x21, 0));
+    assert_eq!(
+        good(&f.run(0, slu, &[0x08, 0, 0, 5, 1, 0], &[])),
+        &data[..512]
+    );
+    check(
+        &f.run(0, slu, &rw16(0x88, blocks - 1, 2), &[]),
+        (5, 0x21, 0),
+    );
     check(&f.run(0, slu, &rw16(0x88, u64::MAX, 1), &[]), (5, 0x21, 0));
-    check(&f.run(0, slu, &write10(blocks as u32, 1, false), &data), (5, 0x21, 0));
+    check(
+        &f.run(0, slu, &write10(blocks as u32, 1, false), &data),
+        (5, 0x21, 0),
+    );
     // RDPROTECT is not supported.
     let mut prot = read10(0, 1);
     prot[1] = 0x20;
@@ -355,7 +378,10 @@ fn read_write_6_10_16_with_fua_and_range_checks() {
     let big = f2.vvol(64);
     let (_, big_lun) = f2.bind(0, big);
     f2.ready(0);
-    check(&f2.run(0, big_lun, &rw16(0x88, 0, 32768), &[]), (5, 0x24, 0));
+    check(
+        &f2.run(0, big_lun, &rw16(0x88, 0, 32768), &[]),
+        (5, 0x24, 0),
+    );
     // Synchronize cache.
     good(&f.run(0, slu, &[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]));
     good(&f.run(0, slu, &rw16(0x91, 0, 0), &[]));
@@ -370,8 +396,14 @@ fn read_capacity_of_pe_and_vvol() {
     let (_, slu) = f.bind(0, v);
     f.ready(0);
     let rc10 = [0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-    assert_eq!(good(&f.run(0, slu, &rc10, &[])), &[0, 0, 0x1F, 0xFF, 0, 0, 2, 0]);
-    assert_eq!(good(&f.run(0, f.alu(), &rc10, &[])), &[0, 0, 0, 0, 0, 0, 2, 0]);
+    assert_eq!(
+        good(&f.run(0, slu, &rc10, &[])),
+        &[0, 0, 0x1F, 0xFF, 0, 0, 2, 0]
+    );
+    assert_eq!(
+        good(&f.run(0, f.alu(), &rc10, &[])),
+        &[0, 0, 0, 0, 0, 0, 2, 0]
+    );
     let rc16 = [0x9E, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0];
     let d = good(&f.run(0, slu, &rc16, &[])).to_vec();
     assert_eq!(u64::from_be_bytes(d[..8].try_into().unwrap()), 8191);
@@ -394,7 +426,9 @@ fn unit_attentions_for_bind_resize_and_alua() {
     // Host 2 sees nothing new behind the PE.
     good(&f.run(1, f.alu(), &[0; 6], &[]));
     // Unbind: again, reported on an SLU of the PE.
-    f.plane.unbind(f.hosts[0], h2, UnbindContext::Normal).unwrap();
+    f.plane
+        .unbind(f.hosts[0], h2, UnbindContext::Normal)
+        .unwrap();
     check(&f.run(0, slu, &[0; 6], &[]), (6, 0x3F, 0x0E));
     good(&f.run(0, slu, &[0; 6], &[]));
     // REPORT LUNS tells the host, so no UA follows.
@@ -422,12 +456,16 @@ fn unit_attentions_for_bind_resize_and_alua() {
         check(&f.run(0, slu, &read10(0, 1), &[]), (6, 0x2A, 0x06));
         check(&f.run(0, slu, &read10(0, 1), &[]), (2, 0x04, ascq));
     }
-    f.target.set_alua_state(1, AluaState::ActiveOptimized).unwrap();
+    f.target
+        .set_alua_state(1, AluaState::ActiveOptimized)
+        .unwrap();
     check(&f.run(0, slu, &read10(0, 1), &[]), (6, 0x2A, 0x06));
     good(&f.run(0, slu, &read10(0, 1), &[]));
     assert!(f.target.set_alua_state(7, AluaState::Standby).is_err());
     // REPORT TARGET PORT GROUPS: two groups, one port each.
-    f.target.set_alua_state(2, AluaState::ActiveNonOptimized).unwrap();
+    f.target
+        .set_alua_state(2, AluaState::ActiveNonOptimized)
+        .unwrap();
     check(&f.run(0, slu, &[0; 6], &[]), (6, 0x2A, 0x06));
     let rtpg = [0xA3, 0x0A, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
     let d = good(&f.run(0, slu, &rtpg, &[])).to_vec();
@@ -451,7 +489,11 @@ fn mode_pages_and_descriptor_sense() {
     let d = good(&f.run(0, slu, &sense6, &[])).to_vec();
     assert_eq!(usize::from(d[0]) + 1, d.len());
     assert_eq!(d[3], 8, "block descriptor");
-    assert_eq!(&d[4 + 8..4 + 8 + 3], &[0x08, 0x12, 0x04], "caching page, WCE");
+    assert_eq!(
+        &d[4 + 8..4 + 8 + 3],
+        &[0x08, 0x12, 0x04],
+        "caching page, WCE"
+    );
     assert_eq!(&d[32..35], &[0x0A, 0x0A, 0x00], "control page, D_SENSE 0");
     // Set D_SENSE with MODE SELECT(10).
     let mut list = vec![0u8; 8];
@@ -469,7 +511,10 @@ fn mode_pages_and_descriptor_sense() {
     assert_eq!(&r.sense[8..16], &[0x02, 0x06, 0, 0, 0xCF, 0, 2, 0]);
     // Other hosts keep fixed format.
     f.ready(1);
-    assert_eq!(f.run(1, f.alu(), &[0xEE, 0, 0, 0, 0, 0], &[]).sense[0], 0x70);
+    assert_eq!(
+        f.run(1, f.alu(), &[0xEE, 0, 0, 0, 0, 0], &[]).sense[0],
+        0x70
+    );
     // Changing an unchangeable field is refused with a parameter pointer.
     let mut bad = list.clone();
     bad[8 + 3] ^= 0x01;
@@ -479,7 +524,10 @@ fn mode_pages_and_descriptor_sense() {
     let mut sp = select10;
     sp[1] |= 1;
     check(&f.run(0, slu, &sp, &list), (5, 0x24, 0));
-    check(&f.run(0, slu, &[0x1A, 0, 0xC8, 0, 0xFF, 0], &[]), (5, 0x39, 0));
+    check(
+        &f.run(0, slu, &[0x1A, 0, 0xC8, 0, 0xFF, 0], &[]),
+        (5, 0x39, 0),
+    );
     // MODE SENSE(10) of the caching page, changeable values.
     let d = good(&f.run(0, slu, &[0x5A, 0x08, 0x48, 0, 0, 0, 0, 0, 0xFF, 0], &[])).to_vec();
     assert_eq!(&d[8..11], &[0x08, 0x12, 0x04]);
@@ -512,11 +560,17 @@ fn thin_provisioning_commands() {
     // Out of range descriptor.
     let mut far = list.clone();
     far[8..16].copy_from_slice(&8190u64.to_be_bytes());
-    check(&f.run(0, slu, &[0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], &far), (5, 0x21, 0));
+    check(
+        &f.run(0, slu, &[0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], &far),
+        (5, 0x21, 0),
+    );
     // WRITE SAME(16) with a pattern, then with UNMAP and zeros.
     let mut ws = rw16(0x93, 100, 4);
     good(&f.run(0, slu, &ws, &[0x5A; 512]));
-    assert_eq!(good(&f.run(0, slu, &read10(100, 4), &[])), &[0x5A; 2048][..]);
+    assert_eq!(
+        good(&f.run(0, slu, &read10(100, 4), &[])),
+        &[0x5A; 2048][..]
+    );
     ws[1] = 0x08;
     good(&f.run(0, slu, &ws, &[0; 512]));
     assert_eq!(good(&f.run(0, slu, &read10(100, 4), &[])), &[0; 2048][..]);
@@ -582,7 +636,10 @@ fn compare_and_write_miscompares_and_is_atomic() {
         }
     });
     let end = good(&f.run(0, slu, &read10(50, 1), &[])).to_vec();
-    assert_eq!(u64::from_be_bytes(end[..8].try_into().unwrap()), THREADS * EACH);
+    assert_eq!(
+        u64::from_be_bytes(end[..8].try_into().unwrap()),
+        THREADS * EACH
+    );
 }
 
 #[test]
@@ -599,17 +656,20 @@ fn backend_failures_map_to_medium_and_hardware_errors() {
         .add_fault(Fault::on(BackendOp::Read, FaultTrigger::Always, eio))
         .unwrap();
     check(&f.run(0, slu, &read10(0, 1), &[]), (3, 0x11, 0));
-    backend.remove_fault(id);
+    assert!(backend.remove_fault(id));
     let id = backend
         .add_fault(Fault::on(BackendOp::Write, FaultTrigger::Always, eio))
         .unwrap();
-    check(&f.run(0, slu, &write10(0, 1, true), &[0; 512]), (3, 0x0C, 0));
-    backend.remove_fault(id);
+    check(
+        &f.run(0, slu, &write10(0, 1, true), &[0; 512]),
+        (3, 0x0C, 0),
+    );
+    assert!(backend.remove_fault(id));
     let id = backend
         .add_fault(Fault::on(BackendOp::Flush, FaultTrigger::Always, eio))
         .unwrap();
     check(&f.run(0, slu, &rw16(0x91, 0, 0), &[]), (3, 0x0C, 0));
-    backend.remove_fault(id);
+    assert!(backend.remove_fault(id));
     backend
         .add_fault(Fault::any(FaultTrigger::Always, FaultKind::Gone))
         .unwrap();
@@ -653,7 +713,10 @@ fn report_supported_operation_codes() {
     }
     let d = good(&f.run(0, f.alu(), &all, &[])).to_vec();
     let len = u32::from_be_bytes(d[..4].try_into().unwrap()) as usize;
-    assert!(!d[4..4 + len].chunks(8).any(|c| c[0] == 0x28), "a PE has no READ");
+    assert!(
+        !d[4..4 + len].chunks(8).any(|c| c[0] == 0x28),
+        "a PE has no READ"
+    );
     let one = [0xA3, 0x0C, 0x01, 0x88, 0, 0, 0, 0, 0, 64, 0, 0];
     let d = good(&f.run(0, slu, &one, &[])).to_vec();
     assert_eq!(&d[..4], &[0, 3, 0, 16]);
@@ -754,7 +817,10 @@ fn full_queue_gives_task_set_full_or_busy() {
         }
         drop(st);
         // Host 1's nexus has commands in the task set: TASK SET FULL.
-        assert_eq!(f.run(0, slu, &read10(0, 1), &[]).status, Status::TaskSetFull);
+        assert_eq!(
+            f.run(0, slu, &read10(0, 1), &[]).status,
+            Status::TaskSetFull
+        );
         // Host 2's nexus has none: BUSY.
         assert_eq!(f.run(1, slu, &read10(0, 1), &[]).status, Status::Busy);
         gate.state.lock().unwrap().1 = true;
