@@ -6,37 +6,36 @@ use super::Sense;
 /// Longest CDB accepted (SPC-5 variable-length CDBs top out at 260 bytes).
 pub const MAX_CDB_LEN: usize = 260;
 
-/// Operation codes the target implements.
-#[allow(missing_docs)]
-pub mod op {
-    pub const TEST_UNIT_READY: u8 = 0x00;
-    pub const REQUEST_SENSE: u8 = 0x03;
-    pub const READ_6: u8 = 0x08;
-    pub const WRITE_6: u8 = 0x0A;
-    pub const INQUIRY: u8 = 0x12;
-    pub const MODE_SELECT_6: u8 = 0x15;
-    pub const MODE_SENSE_6: u8 = 0x1A;
-    pub const READ_CAPACITY_10: u8 = 0x25;
-    pub const READ_10: u8 = 0x28;
-    pub const WRITE_10: u8 = 0x2A;
-    pub const SYNCHRONIZE_CACHE_10: u8 = 0x35;
-    pub const UNMAP: u8 = 0x42;
-    pub const MODE_SELECT_10: u8 = 0x55;
-    pub const MODE_SENSE_10: u8 = 0x5A;
-    pub const READ_16: u8 = 0x88;
-    pub const COMPARE_AND_WRITE: u8 = 0x89;
-    pub const WRITE_16: u8 = 0x8A;
-    pub const SYNCHRONIZE_CACHE_16: u8 = 0x91;
-    pub const WRITE_SAME_16: u8 = 0x93;
-    pub const SERVICE_ACTION_IN_16: u8 = 0x9E;
-    pub const REPORT_LUNS: u8 = 0xA0;
-    pub const MAINTENANCE_IN: u8 = 0xA3;
-    /// SERVICE ACTION IN(16) service actions.
-    pub const SA_READ_CAPACITY_16: u16 = 0x10;
-    pub const SA_GET_LBA_STATUS: u16 = 0x12;
-    /// MAINTENANCE IN service actions.
-    pub const SA_REPORT_TARGET_PORT_GROUPS: u16 = 0x0A;
-    pub const SA_REPORT_SUPPORTED_OPCODES: u16 = 0x0C;
+/// Operation codes (and service actions) the target implements.
+pub(crate) mod op {
+    pub(crate) const TEST_UNIT_READY: u8 = 0x00;
+    pub(crate) const REQUEST_SENSE: u8 = 0x03;
+    pub(crate) const READ_6: u8 = 0x08;
+    pub(crate) const WRITE_6: u8 = 0x0A;
+    pub(crate) const INQUIRY: u8 = 0x12;
+    pub(crate) const MODE_SELECT_6: u8 = 0x15;
+    pub(crate) const MODE_SENSE_6: u8 = 0x1A;
+    pub(crate) const READ_CAPACITY_10: u8 = 0x25;
+    pub(crate) const READ_10: u8 = 0x28;
+    pub(crate) const WRITE_10: u8 = 0x2A;
+    pub(crate) const SYNCHRONIZE_CACHE_10: u8 = 0x35;
+    pub(crate) const UNMAP: u8 = 0x42;
+    pub(crate) const MODE_SELECT_10: u8 = 0x55;
+    pub(crate) const MODE_SENSE_10: u8 = 0x5A;
+    pub(crate) const READ_16: u8 = 0x88;
+    pub(crate) const COMPARE_AND_WRITE: u8 = 0x89;
+    pub(crate) const WRITE_16: u8 = 0x8A;
+    pub(crate) const SYNCHRONIZE_CACHE_16: u8 = 0x91;
+    pub(crate) const WRITE_SAME_16: u8 = 0x93;
+    pub(crate) const SERVICE_ACTION_IN_16: u8 = 0x9E;
+    pub(crate) const REPORT_LUNS: u8 = 0xA0;
+    pub(crate) const MAINTENANCE_IN: u8 = 0xA3;
+    // SERVICE ACTION IN(16) service actions.
+    pub(crate) const SA_READ_CAPACITY_16: u16 = 0x10;
+    pub(crate) const SA_GET_LBA_STATUS: u16 = 0x12;
+    // MAINTENANCE IN service actions.
+    pub(crate) const SA_REPORT_TARGET_PORT_GROUPS: u16 = 0x0A;
+    pub(crate) const SA_REPORT_SUPPORTED_OPCODES: u16 = 0x0C;
 }
 
 /// CDB length implied by the group code of `opcode`; `None` for

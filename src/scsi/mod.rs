@@ -36,7 +36,7 @@
 
 mod alua;
 mod block;
-pub mod cdb;
+mod cdb;
 mod dispatch;
 mod error;
 mod inquiry;
@@ -50,6 +50,7 @@ mod target;
 mod unit_attention;
 
 pub use alua::AluaState;
+pub use cdb::{MAX_CDB_LEN, cdb_len};
 pub use error::{LunError, ScsiError};
 pub use inquiry::{
     PE_PRODUCT_ID, PRODUCT_REVISION, STANDARD_INQUIRY_LEN, VENDOR_ID, VVOL_PRODUCT_ID,

@@ -240,3 +240,35 @@ fn interop_sg_decode_sense_reads_our_sense_data() {
     let text = decode_sense(&f.run(0, slu, &caw, &out));
     assert_has(&text, "Descriptor type: Information: 0x0000000000000000");
 }
+
+#[test]
+fn interop_sg_get_lba_status_reads_our_lba_status() {
+    let f = Fixture::new();
+    let v = f.vvol(4);
+    let (_, slu) = f.bind(0, v);
+    f.ready(0);
+    let write = [0x2A, 0, 0, 0, 0, 0, 0, 0, 8, 0];
+    data(&f.run(0, slu, &write, &[0xAB; 4096]));
+    let mut cdb = [0u8; 16];
+    cdb[0] = 0x9E;
+    cdb[1] = 0x12;
+    cdb[13] = 0x80;
+    let d = data(&f.run(0, slu, &cdb, &[]));
+    assert_eq!(d.len(), 8 + 2 * 16);
+    let text = inhex("sg_get_lba_status", &d, &["--maxlen=128"]);
+    // The backend allocates in its own granules: the first extent covers at
+    // least the 8 written blocks; the rest of the 8192 is deallocated.
+    let first = u32::from_be_bytes(d[16..20].try_into().unwrap());
+    assert!(first >= 8);
+    assert_has(
+        &text,
+        &format!("[1] LBA: 0x0000000000000000  blocks: {first:>10}  mapped (or unknown)"),
+    );
+    assert_has(
+        &text,
+        &format!(
+            "[2] LBA: 0x{first:016x}  blocks: {:>10}  deallocated",
+            8192 - first
+        ),
+    );
+}
