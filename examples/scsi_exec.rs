@@ -18,12 +18,13 @@
 //!
 //! The bindings are the quickstart example's (esx-01 runs vm-a and vm-c,
 //! esx-02 runs vm-b and browses vm-a's config vVol); their LUNs go to
-//! stderr. Example, INQUIRY to the first PE then READ CAPACITY(16) of
-//! vm-a's config vVol:
+//! stderr. Example: INQUIRY to the first PE, TEST UNIT READY (which reports
+//! the power-on unit attention), then READ CAPACITY(16) of vm-a's config vVol:
 //!
 //! ```text
 //! cargo run --example scsi_exec -- 00fe000000000000:120000006000 \
-//!     00fe000100000000:9e10000000000000000000000020000
+//!     00fe000100000000:000000000000 \
+//!     00fe000100000000:9e100000000000000000000000200000
 //! ```
 
 use std::error::Error;
