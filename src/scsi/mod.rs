@@ -9,7 +9,9 @@
 //!   the [`Router`](crate::Router), returning a [`ScsiResponse`] (status,
 //!   data-in, [`Sense`] bytes);
 //! - [`AluaState`]: target port group states (REPORT TARGET PORT GROUPS,
-//!   NOT READY on non-active ports, UNIT ATTENTION 2Ah/06h on change).
+//!   NOT READY on non-active ports, UNIT ATTENTION 2Ah/06h on change);
+//! - [`Multipath`]: one host's paths to a PE with ALUA-aware failover and
+//!   the Fixed, MRU and RoundRobin policies.
 //!
 //! Enabled by the default cargo feature `scsi`.
 //!
@@ -43,6 +45,7 @@ mod inquiry;
 pub mod limits;
 mod lun;
 mod mode;
+mod multipath;
 mod opcodes;
 mod report_luns;
 mod sense;
@@ -60,6 +63,10 @@ pub use lun::{
     SubsidiaryElement, VendorSecondaryId, WLUN_REPORT_LUNS,
 };
 pub use mode::{ALL_PAGES, CACHING_PAGE, CONTROL_PAGE, MAX_MODE_SELECT_LEN};
+pub use multipath::{
+    DEFAULT_RR_IOPS, MAX_UA_RETRIES, Multipath, MultipathError, PathInfo, PathPolicy,
+    RTPG_ALLOCATION,
+};
 pub use report_luns::MIN_REPORT_LUNS_ALLOCATION;
 pub use sense::{FIXED_SENSE_LEN, FieldPointer, Sense, SenseKey, Status};
 pub use target::{ItNexus, ScsiResponse, ScsiTarget, WRITE_LOCK_STRIPES, derive_vvol_naa};

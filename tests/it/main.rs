@@ -13,4 +13,6 @@ mod scsi_interop;
 #[cfg(feature = "scsi")]
 mod scsi_lun;
 #[cfg(feature = "scsi")]
+mod scsi_multipath;
+#[cfg(feature = "scsi")]
 mod scsi_target;

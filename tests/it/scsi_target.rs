@@ -66,6 +66,10 @@ impl Fixture {
         }
     }
 
+    pub(crate) fn array(&self) -> vvol::ArrayId {
+        self.target.array()
+    }
+
     pub(crate) fn vvol(&self, mib: u64) -> VvolId {
         self.plane
             .create_vvol(self.container, VvolSpec::new(VvolType::Data, mib * MIB))
