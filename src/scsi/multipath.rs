@@ -116,7 +116,7 @@ struct Inner {
 /// ```
 /// use std::sync::Arc;
 /// use vvol::BindContext;
-/// use vvol::scsi::{AluaState, Multipath, PathPolicy, ScsiTarget, Status};
+/// use vvol::scsi::{Multipath, PathPolicy, ScsiTarget, Status};
 ///
 /// let (plane, topo) = vvol::topology::quickstart()?;
 /// let plane = Arc::new(plane);
