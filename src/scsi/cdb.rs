@@ -114,3 +114,40 @@ pub(crate) fn be_at(bytes: &[u8], at: usize, width: usize) -> u64 {
         (acc << 8) | u64::from(bytes.get(at + i).copied().unwrap_or(0))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_follow_the_group_code() {
+        assert_eq!(cdb_len(op::INQUIRY), Some(6));
+        assert_eq!(cdb_len(op::READ_10), Some(10));
+        assert_eq!(cdb_len(op::MODE_SENSE_10), Some(10));
+        assert_eq!(cdb_len(op::READ_16), Some(16));
+        assert_eq!(cdb_len(op::REPORT_LUNS), Some(12));
+        assert_eq!(cdb_len(0x7F), None);
+        assert_eq!(cdb_len(0xC0), None);
+    }
+
+    #[test]
+    fn reserved_points_at_the_highest_set_bit() {
+        let bytes = [0x28, 0x24, 0, 0, 0, 0, 0, 0, 0, 0];
+        let cdb = Cdb::parse(&bytes).unwrap();
+        let sense = cdb.reserved(1, 0xE4).unwrap_err();
+        let fp = sense.field_pointer.unwrap();
+        assert_eq!((fp.byte, fp.bit), (1, Some(5)));
+        assert!(cdb.reserved(1, 0x03).is_ok());
+        // Missing bytes read as zero instead of panicking.
+        assert_eq!(cdb.be(8, 8), 0);
+        assert_eq!(be_at(&[1, 2], 1, 3), 0x02_0000);
+    }
+
+    #[test]
+    fn short_long_and_naca_cdbs_are_refused() {
+        assert!(Cdb::parse(&[0x28, 0, 0]).is_err());
+        assert!(Cdb::parse(&[0u8; MAX_CDB_LEN + 1]).is_err());
+        assert!(Cdb::parse(&[0, 0, 0, 0, 0, 0x04]).is_err());
+        assert!(Cdb::parse(&[0, 0, 0, 0, 0, 0, 0xFF]).is_ok());
+    }
+}

@@ -18,5 +18,5 @@ pub const WRITE_SAME_CHUNK_BLOCKS: u64 = 256;
 pub const MAX_LBA_STATUS_DESCRIPTORS: usize = 1024;
 /// Most I_T nexuses whose state (unit attentions, mode parameters) a
 /// target keeps; commands from further nexuses run with fresh, unsaved
-/// state.
+/// state (default mode parameters, no unit attentions but 3Fh/0Eh).
 pub const MAX_NEXUSES: usize = 4096;

@@ -381,8 +381,9 @@ impl ScsiTarget {
         let state = {
             let mut map = self.nexuses.lock();
             if map.len() >= MAX_NEXUSES && !map.contains_key(&nexus) {
-                // Past the limit a nexus runs with fresh, unsaved state.
-                let state = Arc::new(NexusState::new(self));
+                // Past the limit a nexus runs with fresh, unsaved state and
+                // without the power-on unit attention it could never clear.
+                let state = Arc::new(NexusState::transient(self));
                 drop(map);
                 state.baseline(self, nexus, None);
                 return state;

@@ -78,6 +78,14 @@ impl NexusState {
         }
     }
 
+    /// State for a nexus past [`MAX_NEXUSES`](super::limits::MAX_NEXUSES):
+    /// not kept, so it starts without the power-on condition.
+    pub(crate) fn transient(target: &ScsiTarget) -> Self {
+        let state = Self::new(target);
+        state.inner.lock().power_on = false;
+        state
+    }
+
     /// Records what the host now knows about `pes` (every PE when `None`).
     pub(crate) fn baseline(&self, target: &ScsiTarget, nexus: ItNexus, pes: Option<PeId>) {
         let ids: Vec<PeId> = match pes {

@@ -861,3 +861,47 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn extended_flat_space_slus_on_a_wide_pe() {
+    let f = Fixture::new();
+    let wide =
+        vvol::SecondaryIdSpace::new(vvol::SubsidiaryAddressing::ExtendedFlat24, 100, 200).unwrap();
+    let naa = Naa::from_parts(COMPANY, 0x5EEE, 1).unwrap();
+    let pe2 = f
+        .plane
+        .add_pe(f.array(), PeSpec::scsi(naa, 300).with_secondary_ids(wide))
+        .unwrap();
+    for h in f.hosts {
+        f.plane.set_pe_context(h, &[pe2]).unwrap();
+    }
+    f.target.refresh().unwrap();
+    let v = f.vvol(4);
+    let h = bind_one(&f.plane, f.hosts[0], v, BindContext::Normal);
+    assert_eq!(h.pe, pe2);
+    let lun = f.target.lun_of(h).unwrap();
+    assert_eq!(
+        lun.to_string(),
+        format!("012cd2{:06x}0000", h.secondary_id.get())
+    );
+    let r = f
+        .target
+        .execute(ItNexus::new(f.hosts[0], 1), lun, &[0; 6], &[]);
+    assert_eq!(kcq(&r), (6, 0x29, 0));
+    good(&f.run(0, lun, &write10(0, 1, false), &[3; 512]));
+    assert_eq!(good(&f.run(0, lun, &read10(0, 1), &[])), &[3; 512][..]);
+    let alu2 = f.target.admin_lun_of(pe2).unwrap();
+    let d = good(&f.run(0, alu2, &report_luns(0x12), &[])).to_vec();
+    assert_eq!(&d[16..24], &lun.to_bytes());
+    // The same id in simple addressing is not a LUN this PE accepts.
+    let simple = Lun::conglomerate(
+        300,
+        Some(vvol::scsi::SubsidiaryElement::Simple(
+            h.secondary_id.get() as u16
+        )),
+    )
+    .unwrap();
+    check(&f.run(0, simple, &read10(0, 1), &[]), (5, 0x25, 0));
+    // The first PE left the hosts' context: its ALU is gone for them.
+    assert_eq!(good(&f.run(0, f.alu(), &INQUIRY, &[]))[0], 0x7F);
+}
