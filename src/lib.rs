@@ -46,6 +46,8 @@ mod binding;
 mod error;
 mod model;
 mod router;
+#[cfg(feature = "scsi")]
+pub mod scsi;
 pub mod topology;
 
 pub use backend::{

@@ -102,6 +102,19 @@ impl Router {
         })
     }
 
+    /// How often the bindings behind `pe` (or its state) have changed: bumped
+    /// on every bind, unbind, host-set change and PE state change. A SCSI
+    /// target compares it to decide whether REPORTED LUNS DATA HAS CHANGED
+    /// may be due. `None` for an unknown PE. One atomic load; no lock.
+    #[must_use]
+    pub fn binding_changes(&self, pe: PeId) -> Option<u64> {
+        Some(
+            self.table(pe)?
+                .changes
+                .load(std::sync::atomic::Ordering::Acquire),
+        )
+    }
+
     /// Bytes held by every PE's routing slots (16 bytes a slot, allocated in
     /// chunks of [`SLOT_CHUNK`]).
     #[must_use]

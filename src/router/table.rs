@@ -95,6 +95,8 @@ pub(crate) struct PeTable {
     pub(crate) queue_depth: u32,
     pub(crate) in_flight: AtomicU32,
     pub(crate) counters: Counters,
+    /// Bumped on every publish, replace, retire and state change.
+    pub(crate) changes: AtomicU64,
 }
 
 impl PeTable {
@@ -108,6 +110,7 @@ impl PeTable {
             queue_depth,
             in_flight: AtomicU32::new(0),
             counters: Counters::default(),
+            changes: AtomicU64::new(0),
         }
     }
 
@@ -122,6 +125,7 @@ impl PeTable {
 
     pub(crate) fn set_state(&self, state: TableState) {
         self.state.store(state as u8, Ordering::Release);
+        self.changes.fetch_add(1, Ordering::Release);
     }
 
     fn index(&self, sid: SecondaryId) -> Option<(usize, usize)> {
@@ -164,6 +168,7 @@ impl PeTable {
         let word = Word::encode(binding.generation, Some(binding.volume.key));
         slot.binding.store(Some(binding));
         slot.word.store(word, Ordering::Release);
+        self.changes.fetch_add(1, Ordering::Release);
     }
 
     /// Replaces the binding at `sid` (same generation, new host set).
@@ -174,6 +179,7 @@ impl PeTable {
                 binding.generation
             );
             slot.binding.store(Some(binding));
+            self.changes.fetch_add(1, Ordering::Release);
         }
     }
 
@@ -184,6 +190,7 @@ impl PeTable {
             slot.word
                 .store(Word::encode(old.generation, None), Ordering::Release);
             slot.binding.store(None);
+            self.changes.fetch_add(1, Ordering::Release);
         }
     }
 

@@ -8,3 +8,11 @@ mod control_plane;
 mod control_plane_model;
 mod model;
 mod routing;
+#[cfg(all(feature = "scsi", feature = "interop"))]
+mod scsi_interop;
+#[cfg(feature = "scsi")]
+mod scsi_lun;
+#[cfg(feature = "scsi")]
+mod scsi_multipath;
+#[cfg(feature = "scsi")]
+mod scsi_target;

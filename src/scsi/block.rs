@@ -1,0 +1,351 @@
+//! SBC-4 block commands on SLUs: READ CAPACITY, READ, WRITE, SYNCHRONIZE
+//! CACHE, WRITE SAME(16), UNMAP, GET LBA STATUS, COMPARE AND WRITE.
+//!
+//! A PE (ALU) has no medium: READ CAPACITY reports the smallest capacity
+//! SBC-4 can express (one 512-byte block, LBPME 0) and media-access
+//! commands get INVALID COMMAND OPERATION CODE.
+
+use super::Sense;
+use super::cdb::{be_at, op};
+use super::limits::{
+    MAX_COMPARE_AND_WRITE_BLOCKS, MAX_LBA_STATUS_DESCRIPTORS, MAX_TRANSFER_BYTES, MAX_UNMAP_BLOCKS,
+    MAX_UNMAP_DESCRIPTORS, MAX_WRITE_SAME_BLOCKS, WRITE_SAME_CHUNK_BLOCKS,
+};
+use super::sense::SenseKey;
+use super::target::{CmdResult, Ctx, Fail, Lu, Slu, stripe};
+use crate::{AllocationState, BackendError, RouteError};
+
+fn slu(ctx: &Ctx<'_>) -> Result<Slu, Fail> {
+    match ctx.lu {
+        Lu::Slu(s) => Ok(s),
+        Lu::Alu(_) => Err(Sense::invalid_opcode().into()),
+        _ => Err(Sense::lun_not_supported().into()),
+    }
+}
+
+fn blocks(s: &Slu) -> u64 {
+    s.capacity_bytes / u64::from(s.block_size)
+}
+
+/// Checks `[lba, lba + count)` against the SLU's capacity.
+fn check_lba(s: &Slu, lba: u64, count: u64) -> Result<(), Fail> {
+    match lba.checked_add(count) {
+        Some(end) if end <= blocks(s) => Ok(()),
+        _ => Err(Sense::lba_out_of_range().into()),
+    }
+}
+
+/// READ CAPACITY (10).
+pub(crate) fn read_capacity_10(ctx: &Ctx<'_>) -> CmdResult {
+    let (last, size) = match ctx.lu {
+        Lu::Slu(s) => (
+            u32::try_from(blocks(&s).saturating_sub(1)).unwrap_or(u32::MAX),
+            s.block_size,
+        ),
+        Lu::Alu(_) => (0, 512),
+        _ => return Err(Sense::lun_not_supported().into()),
+    };
+    let mut out = last.to_be_bytes().to_vec();
+    out.extend_from_slice(&size.to_be_bytes());
+    Ok(out)
+}
+
+/// READ CAPACITY (16).
+pub(crate) fn read_capacity_16(ctx: &Ctx<'_>) -> CmdResult {
+    let (last, size, lbpme) = match ctx.lu {
+        Lu::Slu(s) => (blocks(&s).saturating_sub(1), s.block_size, 0x80),
+        Lu::Alu(_) => (0, 512, 0),
+        _ => return Err(Sense::lun_not_supported().into()),
+    };
+    let mut out = vec![0u8; 32];
+    out[..8].copy_from_slice(&last.to_be_bytes());
+    out[8..12].copy_from_slice(&size.to_be_bytes());
+    out[14] = lbpme;
+    out.truncate(ctx.cdb.be(10, 4) as usize);
+    Ok(out)
+}
+
+/// (lba, blocks, fua, length field offset) of a READ or WRITE CDB.
+fn rw_fields(ctx: &Ctx<'_>) -> Result<(u64, u64, bool, usize), Fail> {
+    let cdb = ctx.cdb;
+    match cdb.opcode() {
+        op::READ_6 | op::WRITE_6 => {
+            let lba = cdb.be(1, 3) & 0x1F_FFFF;
+            let n = match cdb.u8(4) {
+                0 => 256,
+                n => u64::from(n),
+            };
+            Ok((lba, n, false, 4))
+        }
+        op::READ_10 | op::WRITE_10 => {
+            cdb.reserved(1, 0xE0)?;
+            Ok((cdb.be(2, 4), cdb.be(7, 2), cdb.u8(1) & 0x08 != 0, 7))
+        }
+        _ => {
+            cdb.reserved(1, 0xE0)?;
+            Ok((cdb.be(2, 8), cdb.be(10, 4), cdb.u8(1) & 0x08 != 0, 10))
+        }
+    }
+}
+
+fn transfer_bytes(s: &Slu, n: u64, field: usize) -> Result<usize, Fail> {
+    let bytes = n.saturating_mul(u64::from(s.block_size));
+    if bytes > MAX_TRANSFER_BYTES {
+        return Err(Sense::invalid_field_in_cdb(field as u16, None).into());
+    }
+    Ok(bytes as usize)
+}
+
+/// READ (6), (10), (16).
+pub(crate) fn read(ctx: &Ctx<'_>) -> CmdResult {
+    let s = slu(ctx)?;
+    let (lba, n, _fua, field) = rw_fields(ctx)?;
+    check_lba(&s, lba, n)?;
+    let len = transfer_bytes(&s, n, field)?;
+    let mut buf = vec![0u8; len];
+    if len > 0 {
+        let offset = lba * u64::from(s.block_size);
+        ctx.target
+            .router
+            .read(ctx.nexus.host, s.handle, offset, &mut buf)
+            .map_err(|e| ctx.route(e, false))?;
+    }
+    Ok(buf)
+}
+
+/// WRITE (6), (10), (16).
+pub(crate) fn write(ctx: &Ctx<'_>) -> CmdResult {
+    let s = slu(ctx)?;
+    let (lba, n, fua, field) = rw_fields(ctx)?;
+    check_lba(&s, lba, n)?;
+    let len = transfer_bytes(&s, n, field)?;
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let data = ctx
+        .data_out
+        .get(..len)
+        .ok_or_else(|| Sense::invalid_field_in_cdb(field as u16, None))?;
+    let fua = fua || !ctx.state.mode().wce;
+    let _shared = ctx.target.write_locks[stripe(s.key)].read();
+    let offset = lba * u64::from(s.block_size);
+    ctx.target
+        .router
+        .write(ctx.nexus.host, s.handle, offset, data, fua)
+        .map_err(|e| ctx.route(e, true))?;
+    Ok(Vec::new())
+}
+
+/// SYNCHRONIZE CACHE (10) and (16).
+pub(crate) fn synchronize_cache(ctx: &Ctx<'_>) -> CmdResult {
+    let s = slu(ctx)?;
+    let cdb = ctx.cdb;
+    let (lba, n) = if cdb.opcode() == op::SYNCHRONIZE_CACHE_10 {
+        (cdb.be(2, 4), cdb.be(7, 2))
+    } else {
+        (cdb.be(2, 8), cdb.be(10, 4))
+    };
+    check_lba(&s, lba, n)?;
+    ctx.target
+        .router
+        .flush(ctx.nexus.host, s.handle)
+        .map_err(|e| ctx.route(e, true))?;
+    Ok(Vec::new())
+}
+
+/// WRITE SAME (16), with its UNMAP and NDOB bits.
+pub(crate) fn write_same_16(ctx: &Ctx<'_>) -> CmdResult {
+    let s = slu(ctx)?;
+    let cdb = ctx.cdb;
+    // WRPROTECT, ANCHOR, obsolete PBDATA/LBDATA: not supported.
+    cdb.reserved(1, 0xF6)?;
+    let unmap = cdb.u8(1) & 0x08 != 0;
+    let ndob = cdb.u8(1) & 0x01 != 0;
+    let lba = cdb.be(2, 8);
+    let n = cdb.be(10, 4);
+    if n == 0 || n > MAX_WRITE_SAME_BLOCKS {
+        return Err(Sense::invalid_field_in_cdb(10, None).into());
+    }
+    check_lba(&s, lba, n)?;
+    let bs = s.block_size as usize;
+    let pattern: Vec<u8> = if ndob {
+        vec![0; bs]
+    } else {
+        ctx.data_out
+            .get(..bs)
+            .ok_or_else(Sense::parameter_list_length_error)?
+            .to_vec()
+    };
+    let _shared = ctx.target.write_locks[stripe(s.key)].read();
+    let router = &ctx.target.router;
+    let host = ctx.nexus.host;
+    let offset = lba * bs as u64;
+    let len = n * bs as u64;
+    if unmap && pattern.iter().all(|&b| b == 0) {
+        match router.write_zeroes(host, s.handle, offset, len) {
+            Ok(()) => return Ok(Vec::new()),
+            Err(RouteError::Backend {
+                source: BackendError::Unsupported { .. },
+                ..
+            }) => {}
+            Err(e) => return Err(ctx.route(e, true)),
+        }
+    }
+    let fua = !ctx.state.mode().wce;
+    let chunk_blocks = n.min(WRITE_SAME_CHUNK_BLOCKS);
+    let chunk: Vec<u8> = pattern.repeat(chunk_blocks as usize);
+    let mut done = 0u64;
+    while done < n {
+        let now = (n - done).min(chunk_blocks);
+        let bytes = &chunk[..now as usize * bs];
+        router
+            .write(host, s.handle, offset + done * bs as u64, bytes, fua)
+            .map_err(|e| ctx.route(e, true))?;
+        done += now;
+    }
+    Ok(Vec::new())
+}
+
+/// UNMAP (42h).
+pub(crate) fn unmap(ctx: &Ctx<'_>) -> CmdResult {
+    let s = slu(ctx)?;
+    let cdb = ctx.cdb;
+    cdb.reserved(1, 0xFF)?; // ANCHOR not supported
+    let len = cdb.be(7, 2) as usize;
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    if len < 8 {
+        return Err(Sense::parameter_list_length_error().into());
+    }
+    let data = ctx
+        .data_out
+        .get(..len)
+        .ok_or_else(Sense::parameter_list_length_error)?;
+    let bd_len = be_at(data, 2, 2) as usize;
+    let count = bd_len / 16;
+    if count > MAX_UNMAP_DESCRIPTORS as usize {
+        return Err(Sense::invalid_field_in_parameter_list(2, None).into());
+    }
+    if 8 + count * 16 > len {
+        return Err(Sense::parameter_list_length_error().into());
+    }
+    let mut ranges = Vec::with_capacity(count);
+    for i in 0..count {
+        let at = 8 + 16 * i;
+        let lba = be_at(data, at, 8);
+        let n = be_at(data, at + 8, 4);
+        if n > u64::from(MAX_UNMAP_BLOCKS) {
+            return Err(Sense::invalid_field_in_parameter_list((at + 8) as u16, None).into());
+        }
+        check_lba(&s, lba, n)?;
+        if n > 0 {
+            ranges.push((lba, n));
+        }
+    }
+    let bs = u64::from(s.block_size);
+    let _shared = ctx.target.write_locks[stripe(s.key)].read();
+    for (lba, n) in ranges {
+        match ctx
+            .target
+            .router
+            .discard(ctx.nexus.host, s.handle, lba * bs, n * bs)
+        {
+            // UNMAP is advisory: a backend that cannot discard keeps the data.
+            Ok(())
+            | Err(RouteError::Backend {
+                source: BackendError::Unsupported { .. },
+                ..
+            }) => {}
+            Err(e) => return Err(ctx.route(e, true)),
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// GET LBA STATUS (SERVICE ACTION IN(16) 12h), from the router's
+/// allocation query.
+pub(crate) fn get_lba_status(ctx: &Ctx<'_>) -> CmdResult {
+    let s = slu(ctx)?;
+    let cdb = ctx.cdb;
+    let lba = cdb.be(2, 8);
+    let alloc = cdb.be(10, 4) as usize;
+    let total = blocks(&s);
+    if lba >= total {
+        return Err(Sense::lba_out_of_range().into());
+    }
+    let bs = u64::from(s.block_size);
+    let max_descriptors = (alloc.saturating_sub(8) / 16).clamp(1, MAX_LBA_STATUS_DESCRIPTORS);
+    let mut descriptors: Vec<(u64, u64, u8)> = Vec::new();
+    match ctx
+        .target
+        .router
+        .allocation(ctx.nexus.host, s.handle, lba * bs, (total - lba) * bs)
+    {
+        Ok(extents) => {
+            for e in extents.iter().take(max_descriptors) {
+                let status = match e.state {
+                    AllocationState::Zero => 1,
+                    _ => 0,
+                };
+                descriptors.push((e.offset / bs, (e.len / bs).min(u64::from(u32::MAX)), status));
+            }
+        }
+        Err(RouteError::Backend {
+            source: BackendError::Unsupported { .. },
+            ..
+        }) => descriptors.push((lba, (total - lba).min(u64::from(u32::MAX)), 0)),
+        Err(e) => return Err(ctx.route(e, false)),
+    }
+    let mut out = vec![0u8; 8];
+    for (start, n, status) in &descriptors {
+        out.extend_from_slice(&start.to_be_bytes());
+        out.extend_from_slice(&(*n as u32).to_be_bytes());
+        out.extend_from_slice(&[*status, 0, 0, 0]);
+    }
+    let len = (out.len() - 4) as u32;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    out.truncate(alloc);
+    Ok(out)
+}
+
+/// COMPARE AND WRITE (89h): atomic against every other write this target
+/// sends to the same vVol (they share a lock stripe).
+pub(crate) fn compare_and_write(ctx: &Ctx<'_>) -> CmdResult {
+    let s = slu(ctx)?;
+    let cdb = ctx.cdb;
+    cdb.reserved(1, 0xE0)?;
+    let fua = cdb.u8(1) & 0x08 != 0 || !ctx.state.mode().wce;
+    let lba = cdb.be(2, 8);
+    let n = u64::from(cdb.u8(13));
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if n > u64::from(MAX_COMPARE_AND_WRITE_BLOCKS) {
+        return Err(Sense::invalid_field_in_cdb(13, None).into());
+    }
+    check_lba(&s, lba, n)?;
+    let len = (n * u64::from(s.block_size)) as usize;
+    let data = ctx
+        .data_out
+        .get(..2 * len)
+        .ok_or_else(|| Sense::invalid_field_in_cdb(13, None))?;
+    let (verify, new) = data.split_at(len);
+    let offset = lba * u64::from(s.block_size);
+    let _exclusive = ctx.target.write_locks[stripe(s.key)].write();
+    let mut current = vec![0u8; len];
+    ctx.target
+        .router
+        .read(ctx.nexus.host, s.handle, offset, &mut current)
+        .map_err(|e| ctx.route(e, false))?;
+    if let Some(at) = current.iter().zip(verify).position(|(a, b)| a != b) {
+        let mut sense = Sense::new(SenseKey::Miscompare, 0x1D, 0x00);
+        sense.information = Some(at as u64);
+        return Err(sense.into());
+    }
+    ctx.target
+        .router
+        .write(ctx.nexus.host, s.handle, offset, new, fua)
+        .map_err(|e| ctx.route(e, true))?;
+    Ok(Vec::new())
+}

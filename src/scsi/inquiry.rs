@@ -1,0 +1,176 @@
+//! INQUIRY: standard data (LU_CONG) and the VPD pages 00h, 80h, 83h, 86h,
+//! B0h, B1h and B2h.
+
+use super::Sense;
+use super::limits::{
+    MAX_COMPARE_AND_WRITE_BLOCKS, MAX_TRANSFER_BYTES, MAX_UNMAP_BLOCKS, MAX_UNMAP_DESCRIPTORS,
+    MAX_WRITE_SAME_BLOCKS,
+};
+use super::sense::SenseKey;
+use super::target::{CmdResult, Ctx, Lu, PeInfo};
+
+/// Length of the standard INQUIRY data this target returns.
+pub const STANDARD_INQUIRY_LEN: usize = 36;
+/// T10 vendor identification (8 bytes).
+pub const VENDOR_ID: &[u8; 8] = b"VVOL    ";
+/// Product identification of a PE (16 bytes).
+pub const PE_PRODUCT_ID: &[u8; 16] = b"PROTOCOL ENDPT  ";
+/// Product identification of a vVol (16 bytes).
+pub const VVOL_PRODUCT_ID: &[u8; 16] = b"VIRTUAL VOLUME  ";
+/// Product revision level (4 bytes).
+pub const PRODUCT_REVISION: &[u8; 4] = b"0001";
+
+const VPD_PAGES: [u8; 7] = [0x00, 0x80, 0x83, 0x86, 0xB0, 0xB1, 0xB2];
+
+/// INQUIRY (12h).
+pub(crate) fn inquiry(ctx: &Ctx<'_>) -> CmdResult {
+    let cdb = ctx.cdb;
+    cdb.reserved(1, 0xFE)?;
+    let evpd = cdb.u8(1) & 1 != 0;
+    let page = cdb.u8(2);
+    let alloc = cdb.be(3, 2) as usize;
+    let mut data = if evpd {
+        vpd(ctx, page)?
+    } else if page != 0 {
+        return Err(Sense::invalid_field_in_cdb(2, Some(7)).into());
+    } else {
+        standard(ctx)
+    };
+    data.truncate(alloc);
+    Ok(data)
+}
+
+fn standard(ctx: &Ctx<'_>) -> Vec<u8> {
+    let mut b = vec![0u8; STANDARD_INQUIRY_LEN];
+    let (byte0, cong, product, multi) = match ctx.lu {
+        Lu::Alu(i) | Lu::Slu(super::target::Slu { pe: i, .. }) => {
+            let multi = ctx.target.pe(i).is_some_and(|p| p.ports.len() > 1);
+            let product = if matches!(ctx.lu, Lu::Alu(_)) {
+                PE_PRODUCT_ID
+            } else {
+                VVOL_PRODUCT_ID
+            };
+            (0x00, 0x40, product, multi)
+        }
+        Lu::ReportLunsWlun => (0x1E, 0, PE_PRODUCT_ID, false),
+        Lu::AbsentLun0 | Lu::Unsupported => (0x7F, 0, PE_PRODUCT_ID, false),
+    };
+    b[0] = byte0;
+    b[1] = cong; // LU_CONG
+    b[2] = 0x07; // SPC-5
+    b[3] = 0x12; // HISUP, RESPONSE DATA FORMAT 2
+    b[4] = (STANDARD_INQUIRY_LEN - 5) as u8;
+    if cong != 0 {
+        b[5] = 0x10; // TPGS 01b: implicit ALUA
+    }
+    if multi {
+        b[6] = 0x10; // MULTIP
+    }
+    b[7] = 0x02; // CMDQUE
+    b[8..16].copy_from_slice(VENDOR_ID);
+    b[16..32].copy_from_slice(product);
+    b[32..36].copy_from_slice(PRODUCT_REVISION);
+    b
+}
+
+fn page(code: u8, body: &[u8]) -> Vec<u8> {
+    let mut b = vec![0x00, code];
+    b.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    b.extend_from_slice(body);
+    b
+}
+
+fn designator(code_set: u8, assoc_type: u8, value: &[u8]) -> Vec<u8> {
+    let mut d = vec![code_set, assoc_type, 0, value.len() as u8];
+    d.extend_from_slice(value);
+    d
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn vpd(ctx: &Ctx<'_>, code: u8) -> CmdResult {
+    let (pe, slu): (PeInfo, Option<_>) = match ctx.lu {
+        Lu::Alu(i) => (ctx.target.pe(i).ok_or_else(Sense::lun_not_supported)?, None),
+        Lu::Slu(s) => (
+            ctx.target.pe(s.pe).ok_or_else(Sense::lun_not_supported)?,
+            Some(s),
+        ),
+        Lu::ReportLunsWlun if code == 0 => return Ok(page(0x00, &[0x00])),
+        Lu::ReportLunsWlun => return Err(Sense::invalid_field_in_cdb(2, Some(7)).into()),
+        Lu::AbsentLun0 | Lu::Unsupported => return Err(Sense::lun_not_supported().into()),
+    };
+    let vvol = match slu {
+        Some(s) => Some(
+            ctx.target
+                .plane
+                .vvol_by_key(s.key)
+                .ok_or_else(Sense::lun_not_supported)?,
+        ),
+        None => None,
+    };
+    let block_size = slu.map_or(512, |s| s.block_size);
+    Ok(match code {
+        0x00 => page(0x00, &VPD_PAGES),
+        0x80 => {
+            let serial = match vvol {
+                Some(v) => hex(&v.to_bytes()),
+                None => hex(&pe.naa.to_bytes()),
+            };
+            page(0x80, serial.as_bytes())
+        }
+        0x83 => {
+            let naa = match vvol {
+                Some(v) => ctx
+                    .target
+                    .vvol_naa(v)
+                    .map_err(|_| Sense::new(SenseKey::HardwareError, 0x44, 0x00))?,
+                None => pe.naa,
+            };
+            let port = ctx.nexus.relative_target_port;
+            let group = ctx.target.port_group(port).unwrap_or(0);
+            let mut body = designator(0x01, 0x03, &naa.to_bytes());
+            body.extend(designator(
+                0x01,
+                0x14,
+                &[0, 0, (port >> 8) as u8, port as u8],
+            ));
+            body.extend(designator(
+                0x01,
+                0x15,
+                &[0, 0, (group >> 8) as u8, group as u8],
+            ));
+            page(0x83, &body)
+        }
+        0x86 => {
+            let mut body = [0u8; 0x3C];
+            body[1] = 0x01; // SIMPSUP
+            body[4] = 0x20; // LU_COLL_TYPE 001b: conglomerate
+            page(0x86, &body)
+        }
+        0xB0 => {
+            let mut body = [0u8; 0x3C];
+            body[0] = 0x01; // WSNZ
+            body[1] = MAX_COMPARE_AND_WRITE_BLOCKS as u8;
+            let max_transfer = (MAX_TRANSFER_BYTES / u64::from(block_size)) as u32;
+            body[4..8].copy_from_slice(&max_transfer.to_be_bytes());
+            body[16..20].copy_from_slice(&MAX_UNMAP_BLOCKS.to_be_bytes());
+            body[20..24].copy_from_slice(&MAX_UNMAP_DESCRIPTORS.to_be_bytes());
+            body[24..28].copy_from_slice(&1u32.to_be_bytes()); // OPTIMAL UNMAP GRANULARITY
+            body[32..40].copy_from_slice(&MAX_WRITE_SAME_BLOCKS.to_be_bytes());
+            page(0xB0, &body)
+        }
+        0xB1 => {
+            let mut body = [0u8; 0x3C];
+            body[1] = 0x01; // MEDIUM ROTATION RATE: non-rotating
+            page(0xB1, &body)
+        }
+        0xB2 => {
+            // LBPU (UNMAP), LBPWS (WRITE SAME(16) with UNMAP); LBPRZ 0:
+            // unmapped blocks may read as their old data; thin provisioned.
+            page(0xB2, &[0x00, 0xC0, 0x02, 0x00])
+        }
+        _ => return Err(Sense::invalid_field_in_cdb(2, Some(7)).into()),
+    })
+}

@@ -1,0 +1,124 @@
+//! REPORT LUNS (A0h) with the SPC-5 SELECT REPORT values.
+//!
+//! Reading of SPC-5 (recorded in ARCHITECTURE.md):
+//! - 00h: every logical unit accessible to the I_T nexus except well-known
+//!   ones: the ALUs (PEs) the host sees through this port and the SLUs of
+//!   the bindings it holds behind them;
+//! - 01h: the well-known logical units: the REPORT LUNS W-LUN;
+//! - 02h: 00h plus 01h;
+//! - 10h: the administrative logical units only;
+//! - 11h: the ALUs plus every logical unit outside a conglomerate (this
+//!   target has none), i.e. the top level without SLUs;
+//! - 12h: sent to an ALU, that ALU and its SLUs bound for the host; sent to
+//!   anything else, ILLEGAL REQUEST 20h/0Dh NOT AN ADMINISTRATIVE LOGICAL
+//!   UNIT.
+//!
+//! 10h and 11h must be sent to LUN 0 or the REPORT LUNS W-LUN (INVALID
+//! FIELD IN CDB otherwise); other values are INVALID FIELD IN CDB.
+
+use super::Sense;
+use super::lun::{Lun, REPORT_LUNS_WLUN};
+use super::sense::SenseKey;
+use super::target::{CmdResult, Ctx, Lu, PeInfo};
+
+/// Smallest allocation length SPC-5 allows for REPORT LUNS.
+pub const MIN_REPORT_LUNS_ALLOCATION: u64 = 16;
+
+/// The ALUs `ctx`'s nexus sees, with their index.
+fn visible_pes(ctx: &Ctx<'_>) -> Vec<PeInfo> {
+    let context = ctx
+        .target
+        .plane
+        .host(ctx.nexus.host)
+        .map(|h| h.pe_context)
+        .unwrap_or_default();
+    ctx.target
+        .pes
+        .read()
+        .iter()
+        .filter(|p| {
+            context.contains(&p.id)
+                && p.ports
+                    .iter()
+                    .any(|(port, _)| *port == ctx.nexus.relative_target_port)
+        })
+        .cloned()
+        .collect()
+}
+
+/// The SLUs behind `pe` bound for the nexus's host.
+fn subsidiaries(ctx: &Ctx<'_>, pe: &PeInfo) -> Vec<Lun> {
+    ctx.target
+        .plane
+        .bindings_for_pe(pe.id)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|b| b.hosts.iter().any(|(h, _)| *h == ctx.nexus.host))
+        .filter_map(|b| ctx.target.lun_of(b.handle))
+        .collect()
+}
+
+fn admin(pe: &PeInfo) -> Option<Lun> {
+    Lun::conglomerate(pe.admin_lun, None).ok()
+}
+
+/// REPORT LUNS.
+pub(crate) fn report_luns(ctx: &Ctx<'_>) -> CmdResult {
+    let cdb = ctx.cdb;
+    cdb.reserved(1, 0xFF)?;
+    for at in [3, 4, 5, 10] {
+        cdb.reserved(at, 0xFF)?;
+    }
+    let select = cdb.u8(2);
+    let alloc = cdb.be(6, 4);
+    if alloc < MIN_REPORT_LUNS_ALLOCATION {
+        return Err(Sense::invalid_field_in_cdb(6, None).into());
+    }
+    let top = ctx.lun.is_zero() || matches!(ctx.lu, Lu::ReportLunsWlun);
+    let mut luns = Vec::new();
+    let mut baseline = None;
+    match select {
+        0x00 | 0x02 => {
+            for pe in visible_pes(ctx) {
+                luns.extend(admin(&pe));
+                luns.extend(subsidiaries(ctx, &pe));
+            }
+            if select == 0x02 {
+                luns.push(REPORT_LUNS_WLUN);
+            }
+            baseline = Some(None);
+        }
+        0x01 => luns.push(REPORT_LUNS_WLUN),
+        0x10 | 0x11 if top => {
+            luns.extend(visible_pes(ctx).iter().filter_map(admin));
+        }
+        0x10 | 0x11 => return Err(Sense::invalid_field_in_cdb(2, Some(7)).into()),
+        0x12 => {
+            let Lu::Alu(index) = ctx.lu else {
+                return Err(Sense::new(SenseKey::IllegalRequest, 0x20, 0x0D).into());
+            };
+            let pe = ctx.target.pe(index).ok_or_else(Sense::lun_not_supported)?;
+            luns.extend(admin(&pe));
+            luns.extend(subsidiaries(ctx, &pe));
+            baseline = Some(Some(pe.id));
+        }
+        _ => return Err(Sense::invalid_field_in_cdb(2, Some(7)).into()),
+    }
+    luns.sort_unstable();
+    luns.dedup();
+    if let Some(pes) = baseline {
+        ctx.state.baseline(ctx.target, ctx.nexus, pes);
+    }
+    let mut out = Vec::with_capacity(8 + 8 * luns.len());
+    out.extend_from_slice(
+        &u32::try_from(8 * luns.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    out.extend_from_slice(&[0; 4]);
+    for lun in luns {
+        out.extend_from_slice(&lun.to_bytes());
+    }
+    out.truncate(usize::try_from(alloc).unwrap_or(usize::MAX));
+    Ok(out)
+}

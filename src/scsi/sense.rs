@@ -1,0 +1,244 @@
+//! SCSI status and sense data (SPC-5 4.4): fixed format (70h) and
+//! descriptor format (72h).
+
+/// Bytes of fixed-format sense data this crate produces.
+pub const FIXED_SENSE_LEN: usize = 18;
+
+/// SAM-5 status codes a [`ScsiTarget`](super::ScsiTarget) returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Status {
+    /// 00h GOOD.
+    Good,
+    /// 02h CHECK CONDITION: sense data says why.
+    CheckCondition,
+    /// 08h BUSY: the logical unit cannot accept the command now.
+    Busy,
+    /// 28h TASK SET FULL: the I_T nexus already has commands in the task
+    /// set and the task set is full.
+    TaskSetFull,
+}
+
+impl Status {
+    /// The status byte.
+    #[must_use]
+    pub const fn code(self) -> u8 {
+        match self {
+            Self::Good => 0x00,
+            Self::CheckCondition => 0x02,
+            Self::Busy => 0x08,
+            Self::TaskSetFull => 0x28,
+        }
+    }
+}
+
+/// SPC-5 sense keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SenseKey {
+    /// 0h NO SENSE.
+    NoSense,
+    /// 2h NOT READY.
+    NotReady,
+    /// 3h MEDIUM ERROR.
+    MediumError,
+    /// 4h HARDWARE ERROR.
+    HardwareError,
+    /// 5h ILLEGAL REQUEST.
+    IllegalRequest,
+    /// 6h UNIT ATTENTION.
+    UnitAttention,
+    /// Eh MISCOMPARE.
+    Miscompare,
+}
+
+impl SenseKey {
+    /// The 4-bit code.
+    #[must_use]
+    pub const fn code(self) -> u8 {
+        match self {
+            Self::NoSense => 0x0,
+            Self::NotReady => 0x2,
+            Self::MediumError => 0x3,
+            Self::HardwareError => 0x4,
+            Self::IllegalRequest => 0x5,
+            Self::UnitAttention => 0x6,
+            Self::Miscompare => 0xE,
+        }
+    }
+}
+
+/// The sense-key-specific field pointer of ILLEGAL REQUEST: which byte (and
+/// bit) of the CDB or parameter list is wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FieldPointer {
+    /// True for the CDB (C/D = 1), false for the parameter list.
+    pub in_cdb: bool,
+    /// The byte.
+    pub byte: u16,
+    /// The most significant bit of the field, when known (0..=7).
+    pub bit: Option<u8>,
+}
+
+impl FieldPointer {
+    fn bytes(self) -> [u8; 3] {
+        let mut b0 = 0x80; // SKSV
+        if self.in_cdb {
+            b0 |= 0x40;
+        }
+        if let Some(bit) = self.bit {
+            b0 |= 0x08 | (bit & 7);
+        }
+        let [hi, lo] = self.byte.to_be_bytes();
+        [b0, hi, lo]
+    }
+}
+
+/// One sense condition: key, additional sense code and qualifier, and the
+/// optional INFORMATION and field pointer.
+///
+/// # Example
+/// ```
+/// use vvol::scsi::Sense;
+///
+/// let sense = Sense::invalid_field_in_cdb(2, None);
+/// let fixed = sense.to_bytes(false);
+/// assert_eq!(&fixed[..3], &[0x70, 0x00, 0x05]);
+/// assert_eq!((fixed[12], fixed[13]), (0x24, 0x00));
+/// assert_eq!(&fixed[15..18], &[0xC0, 0x00, 0x02]);
+/// assert_eq!(&sense.to_bytes(true)[..4], &[0x72, 0x05, 0x24, 0x00]);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Sense {
+    /// The sense key.
+    pub key: SenseKey,
+    /// Additional sense code.
+    pub asc: u8,
+    /// Additional sense code qualifier.
+    pub ascq: u8,
+    /// The INFORMATION field (for MISCOMPARE: the offset of the first
+    /// differing byte).
+    pub information: Option<u64>,
+    /// The sense-key-specific field pointer.
+    pub field_pointer: Option<FieldPointer>,
+}
+
+impl Sense {
+    /// A condition without INFORMATION or field pointer.
+    #[must_use]
+    pub const fn new(key: SenseKey, asc: u8, ascq: u8) -> Self {
+        Self {
+            key,
+            asc,
+            ascq,
+            information: None,
+            field_pointer: None,
+        }
+    }
+
+    /// NO SENSE, 00h/00h.
+    #[must_use]
+    pub const fn no_sense() -> Self {
+        Self::new(SenseKey::NoSense, 0, 0)
+    }
+
+    /// ILLEGAL REQUEST, 25h/00h LOGICAL UNIT NOT SUPPORTED.
+    #[must_use]
+    pub const fn lun_not_supported() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x25, 0x00)
+    }
+
+    /// ILLEGAL REQUEST, 21h/00h LOGICAL BLOCK ADDRESS OUT OF RANGE.
+    #[must_use]
+    pub const fn lba_out_of_range() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x21, 0x00)
+    }
+
+    /// ILLEGAL REQUEST, 20h/00h INVALID COMMAND OPERATION CODE.
+    #[must_use]
+    pub const fn invalid_opcode() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x20, 0x00)
+    }
+
+    /// ILLEGAL REQUEST, 24h/00h INVALID FIELD IN CDB, pointing at `byte`
+    /// (and `bit`) of the CDB.
+    #[must_use]
+    pub const fn invalid_field_in_cdb(byte: u16, bit: Option<u8>) -> Self {
+        let mut s = Self::new(SenseKey::IllegalRequest, 0x24, 0x00);
+        s.field_pointer = Some(FieldPointer {
+            in_cdb: true,
+            byte,
+            bit,
+        });
+        s
+    }
+
+    /// ILLEGAL REQUEST, 26h/00h INVALID FIELD IN PARAMETER LIST, pointing
+    /// at `byte` (and `bit`) of the parameter list.
+    #[must_use]
+    pub const fn invalid_field_in_parameter_list(byte: u16, bit: Option<u8>) -> Self {
+        let mut s = Self::new(SenseKey::IllegalRequest, 0x26, 0x00);
+        s.field_pointer = Some(FieldPointer {
+            in_cdb: false,
+            byte,
+            bit,
+        });
+        s
+    }
+
+    /// ILLEGAL REQUEST, 1Ah/00h PARAMETER LIST LENGTH ERROR.
+    #[must_use]
+    pub const fn parameter_list_length_error() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x1A, 0x00)
+    }
+
+    /// UNIT ATTENTION with `asc`/`ascq`.
+    #[must_use]
+    pub const fn unit_attention(asc: u8, ascq: u8) -> Self {
+        Self::new(SenseKey::UnitAttention, asc, ascq)
+    }
+
+    /// The sense bytes: descriptor format (72h) when `descriptor`, else
+    /// fixed format (70h, 18 bytes).
+    #[must_use]
+    pub fn to_bytes(&self, descriptor: bool) -> Vec<u8> {
+        if descriptor {
+            self.descriptor()
+        } else {
+            self.fixed()
+        }
+    }
+
+    fn fixed(&self) -> Vec<u8> {
+        let mut b = vec![0u8; FIXED_SENSE_LEN];
+        b[0] = 0x70;
+        b[2] = self.key.code();
+        if let Some(info) = self.information.and_then(|i| u32::try_from(i).ok()) {
+            b[0] |= 0x80;
+            b[3..7].copy_from_slice(&info.to_be_bytes());
+        }
+        b[7] = (FIXED_SENSE_LEN - 8) as u8;
+        b[12] = self.asc;
+        b[13] = self.ascq;
+        if let Some(fp) = self.field_pointer {
+            b[15..18].copy_from_slice(&fp.bytes());
+        }
+        b
+    }
+
+    fn descriptor(&self) -> Vec<u8> {
+        let mut b = vec![0x72, self.key.code(), self.asc, self.ascq, 0, 0, 0, 0];
+        if let Some(info) = self.information {
+            b.extend_from_slice(&[0x00, 0x0A, 0x80, 0x00]);
+            b.extend_from_slice(&info.to_be_bytes());
+        }
+        if let Some(fp) = self.field_pointer {
+            b.extend_from_slice(&[0x02, 0x06, 0x00, 0x00]);
+            b.extend_from_slice(&fp.bytes());
+            b.push(0);
+        }
+        b[7] = (b.len() - 8) as u8;
+        b
+    }
+}
