@@ -853,10 +853,10 @@ impl BlockBackend for NbdBackend {
 
     fn discard(&self, offset: u64, len: u64) -> Result<(), BackendError> {
         let op = BackendOp::Discard;
+        self.check(op, offset, len)?;
         if !self.has(TFLAG_SEND_TRIM) {
             return Err(BackendError::Unsupported { op });
         }
-        self.check(op, offset, len)?;
         let max = MAX_ZERO_REQUEST.min(u64::from(self.info.max_block.max(self.max_request)));
         let pieces = self.split(offset, len, max / u64::from(self.block_size) * u64::from(self.block_size));
         if pieces.is_empty() {
@@ -883,10 +883,10 @@ impl BlockBackend for NbdBackend {
 
     fn allocation(&self, offset: u64, len: u64) -> Result<Vec<AllocationExtent>, BackendError> {
         let op = BackendOp::Allocation;
+        self.check(op, offset, len)?;
         if self.info.allocation_context.is_none() {
             return Err(BackendError::Unsupported { op });
         }
-        self.check(op, offset, len)?;
         if len == 0 {
             return Ok(Vec::new());
         }

@@ -7,4 +7,8 @@ mod concurrency;
 mod control_plane;
 mod control_plane_model;
 mod model;
+#[cfg(feature = "nbd")]
+mod nbd;
+#[cfg(all(feature = "nbd", feature = "interop"))]
+mod nbd_interop;
 mod routing;
