@@ -207,3 +207,23 @@ pub enum ConnectionError {
         limit: u64,
     },
 }
+
+/// An error starting the quickstart [`Gateway`](super::Gateway).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The host index is not one of the topology's hosts.
+    #[error("host {index} does not exist (the topology has {hosts} hosts)")]
+    UnknownHost {
+        /// The index asked for.
+        index: usize,
+        /// How many hosts there are.
+        hosts: usize,
+    },
+    /// Building the topology or binding failed.
+    #[error(transparent)]
+    Control(#[from] crate::ControlError),
+    /// The server could not start.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}

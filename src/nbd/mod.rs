@@ -19,6 +19,7 @@
 mod client;
 mod error;
 mod exports;
+mod gateway;
 mod handshake;
 pub mod proto;
 mod server;
@@ -28,8 +29,9 @@ mod stream;
 pub use client::{
     MAX_BLOCK_STATUS_BYTES, MAX_CONNECTIONS, MAX_RECONNECT_ATTEMPTS, NbdBackend, NbdConfig,
 };
-pub use error::{ConnectionError, NbdError, ServerError};
+pub use error::{ConnectionError, GatewayError, NbdError, ServerError};
 pub use exports::{BackendExports, Export, ExportCatalog, HostExports};
+pub use gateway::Gateway;
 pub use server::{
     MAX_SERVER_CONNECTIONS, MAX_WORKERS_PER_CONNECTION, NbdServer, ServerConfig, ServerStats,
 };
