@@ -143,7 +143,9 @@ impl NbdConfig {
         if let Some(bs) = self.logical_block_size
             && !(bs.is_power_of_two() && (512..=65536).contains(&bs))
         {
-            return bad(format!("logical block size {bs} is not a power of two in 512..=65536"));
+            return bad(format!(
+                "logical block size {bs} is not a power of two in 512..=65536"
+            ));
         }
         Ok(())
     }
@@ -405,7 +407,8 @@ fn read_reply(shared: &Shared, r: &mut impl Read) -> Result<(), String> {
                 .remove(&cookie)
                 .ok_or_else(|| violation("simple reply with an unknown cookie", cookie))?;
             if errno != 0 {
-                let _ = p.tx.send(Err(server_error(shared, &p, errno, String::new())));
+                let _ =
+                    p.tx.send(Err(server_error(shared, &p, errno, String::new())));
                 return Ok(());
             }
             if p.command == CMD_READ {
@@ -422,7 +425,10 @@ fn read_reply(shared: &Shared, r: &mut impl Read) -> Result<(), String> {
             let cookie = be64(&rest[4..12]);
             let length = be32(&rest[12..16]);
             if length > MAX_CHUNK_BYTES {
-                return Err(violation("chunk longer than MAX_CHUNK_BYTES", u64::from(length)));
+                return Err(violation(
+                    "chunk longer than MAX_CHUNK_BYTES",
+                    u64::from(length),
+                ));
             }
             let mut p = shared
                 .pending()
@@ -490,7 +496,10 @@ fn chunk(p: &mut Pending, kind: u16, length: u32, r: &mut impl Read) -> Result<(
         }
         REPLY_TYPE_BLOCK_STATUS if p.command == CMD_BLOCK_STATUS => {
             if !(12..=MAX_BLOCK_STATUS_BYTES).contains(&length) || !(length - 4).is_multiple_of(8) {
-                return Err(violation("bad block status chunk length", u64::from(length)));
+                return Err(violation(
+                    "bad block status chunk length",
+                    u64::from(length),
+                ));
             }
             let mut buf = vec![0u8; length as usize];
             r.read_exact(&mut buf).map_err(io)?;
@@ -604,7 +613,10 @@ impl NbdBackend {
         let max_request = info.max_block.min(MAX_REQUEST_BYTES) / block_size * block_size;
         if max_request == 0 {
             return Err(NbdError::InvalidConfig {
-                reason: format!("server maximum block size {} is below {block_size}", info.max_block),
+                reason: format!(
+                    "server maximum block size {} is below {block_size}",
+                    info.max_block
+                ),
             });
         }
         let count = if info.flags & TFLAG_CAN_MULTI_CONN != 0 {
@@ -858,7 +870,11 @@ impl BlockBackend for NbdBackend {
             return Err(BackendError::Unsupported { op });
         }
         let max = MAX_ZERO_REQUEST.min(u64::from(self.info.max_block.max(self.max_request)));
-        let pieces = self.split(offset, len, max / u64::from(self.block_size) * u64::from(self.block_size));
+        let pieces = self.split(
+            offset,
+            len,
+            max / u64::from(self.block_size) * u64::from(self.block_size),
+        );
         if pieces.is_empty() {
             return Ok(());
         }
@@ -876,7 +892,11 @@ impl BlockBackend for NbdBackend {
             return self.write_zeroes_as_data(offset, len);
         }
         let max = MAX_ZERO_REQUEST.min(u64::from(self.info.max_block.max(self.max_request)));
-        let pieces = self.split(offset, len, max / u64::from(self.block_size) * u64::from(self.block_size));
+        let pieces = self.split(
+            offset,
+            len,
+            max / u64::from(self.block_size) * u64::from(self.block_size),
+        );
         self.pipelined(CMD_WRITE_ZEROES, 0, &pieces, &[], |_, _| {})
             .map_err(|e| backend_error(op, offset, e))
     }

@@ -260,7 +260,9 @@ impl ExportCatalog for BackendExports {
     }
 
     fn open(&self, name: &str) -> Option<Export> {
-        self.exports.get(name).map(|b| Export::backend(Arc::clone(b)))
+        self.exports
+            .get(name)
+            .map(|b| Export::backend(Arc::clone(b)))
     }
 }
 

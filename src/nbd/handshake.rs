@@ -97,13 +97,12 @@ impl Negotiator<'_> {
 /// Connects, negotiates and selects `config.export`. Returns the stream
 /// ready for transmission and what was learned.
 pub(crate) fn negotiate(config: &NbdConfig) -> Result<(Stream, ExportInfo), NbdError> {
-    let stream =
-        Stream::connect(&config.address, config.connect_timeout).map_err(|source| {
-            NbdError::Connect {
-                address: config.address.to_string(),
-                source,
-            }
-        })?;
+    let stream = Stream::connect(&config.address, config.connect_timeout).map_err(|source| {
+        NbdError::Connect {
+            address: config.address.to_string(),
+            source,
+        }
+    })?;
     let mut n = Negotiator {
         stream,
         address: &config.address,
@@ -134,13 +133,12 @@ pub(crate) fn negotiate(config: &NbdConfig) -> Result<(Stream, ExportInfo), NbdE
 
 /// Lists the server's exports with `NBD_OPT_LIST`, then aborts.
 pub(crate) fn list(config: &NbdConfig) -> Result<Vec<String>, NbdError> {
-    let stream =
-        Stream::connect(&config.address, config.connect_timeout).map_err(|source| {
-            NbdError::Connect {
-                address: config.address.to_string(),
-                source,
-            }
-        })?;
+    let stream = Stream::connect(&config.address, config.connect_timeout).map_err(|source| {
+        NbdError::Connect {
+            address: config.address.to_string(),
+            source,
+        }
+    })?;
     let mut n = Negotiator {
         stream,
         address: &config.address,
@@ -157,7 +155,9 @@ pub(crate) fn list(config: &NbdConfig) -> Result<Vec<String>, NbdError> {
             REP_ACK => break,
             REP_SERVER => {
                 if names.len() >= MAX_LIST_EXPORTS {
-                    return Err(n.violation("more exports than MAX_LIST_EXPORTS", names.len() as u64));
+                    return Err(
+                        n.violation("more exports than MAX_LIST_EXPORTS", names.len() as u64)
+                    );
                 }
                 let mut c = Cursor::new(&r.data);
                 let name = c
@@ -215,9 +215,9 @@ fn set_meta_context(n: &mut Negotiator<'_>, export: &str) -> Result<Option<u32>,
             REP_ACK => return Ok(context),
             REP_META_CONTEXT => {
                 let mut c = Cursor::new(&r.data);
-                let id = c
-                    .u32()
-                    .ok_or_else(|| n.violation("short NBD_REP_META_CONTEXT", r.data.len() as u64))?;
+                let id = c.u32().ok_or_else(|| {
+                    n.violation("short NBD_REP_META_CONTEXT", r.data.len() as u64)
+                })?;
                 if c.rest() == BASE_ALLOCATION.as_bytes() {
                     context = Some(id);
                 }
@@ -277,7 +277,10 @@ fn go(n: &mut Negotiator<'_>, export: &str, no_zeroes: bool) -> Result<ExportInf
                             || !info.min_block.is_power_of_two()
                             || info.max_block < info.min_block
                         {
-                            return Err(n.violation("invalid block size constraints", u64::from(info.min_block)));
+                            return Err(n.violation(
+                                "invalid block size constraints",
+                                u64::from(info.min_block),
+                            ));
                         }
                     }
                     _ => {}
@@ -306,10 +309,11 @@ fn export_name(
 ) -> Result<ExportInfo, NbdError> {
     n.send_option(OPT_EXPORT_NAME, export.as_bytes())?;
     let mut head = [0u8; 10];
-    n.read_exact(&mut head).map_err(|_| NbdError::UnknownExport {
-        address: n.addr(),
-        export: export.to_owned(),
-    })?;
+    n.read_exact(&mut head)
+        .map_err(|_| NbdError::UnknownExport {
+            address: n.addr(),
+            export: export.to_owned(),
+        })?;
     info.size = be64(&head[0..8]);
     info.flags = be16(&head[8..10]);
     if !no_zeroes {

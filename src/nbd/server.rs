@@ -289,7 +289,10 @@ fn accept_loop(
                     stats.last_failure = Some(e.to_string());
                 }
             });
-        let mut threads = shared.threads.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut threads = shared
+            .threads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         match spawned {
             Ok(t) => threads.push(t),
             Err(_) => {
@@ -302,8 +305,9 @@ fn accept_loop(
             }
         }
         // Reap finished connection threads so the list stays bounded.
-        let (done, running): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut *threads).into_iter().partition(JoinHandle::is_finished);
+        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut *threads)
+            .into_iter()
+            .partition(JoinHandle::is_finished);
         *threads = running;
         drop(threads);
         for t in done {

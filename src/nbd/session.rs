@@ -30,7 +30,12 @@ fn read_exact(r: &mut impl Read, buf: &mut [u8]) -> Result<(), ConnectionError> 
     r.read_exact(buf).map_err(ConnectionError::from)
 }
 
-fn opt_reply(w: &mut impl Write, option: u32, kind: u32, data: &[u8]) -> Result<(), ConnectionError> {
+fn opt_reply(
+    w: &mut impl Write,
+    option: u32,
+    kind: u32,
+    data: &[u8],
+) -> Result<(), ConnectionError> {
     let mut head = [0u8; 20];
     head[0..8].copy_from_slice(&OPTION_REPLY_MAGIC.to_be_bytes());
     head[8..12].copy_from_slice(&option.to_be_bytes());
@@ -136,9 +141,14 @@ pub(crate) fn negotiate<S: Read + Write>(
                 }
             }
             OPT_INFO | OPT_GO => {
-                if let Some(session) =
-                    info_or_go(s, option, &data, catalog, structured, allocation_for.as_deref())?
-                {
+                if let Some(session) = info_or_go(
+                    s,
+                    option,
+                    &data,
+                    catalog,
+                    structured,
+                    allocation_for.as_deref(),
+                )? {
                     return Ok(Some(session));
                 }
             }
@@ -250,7 +260,10 @@ fn meta_context(
     let matches = if set {
         queries.contains(&BASE_ALLOCATION)
     } else {
-        queries.is_empty() || queries.iter().any(|q| *q == "base:" || *q == BASE_ALLOCATION)
+        queries.is_empty()
+            || queries
+                .iter()
+                .any(|q| *q == "base:" || *q == BASE_ALLOCATION)
     };
     if set {
         *allocation_for = matches.then(|| name.to_owned());
@@ -418,7 +431,10 @@ fn answer(writer: &Mutex<TcpStream>, session: &Session, job: Job) -> std::io::Re
         return reply_error(writer, session, h.cookie, EINVAL);
     }
     let len = u64::from(h.length);
-    let in_range = h.offset.checked_add(len).is_some_and(|end| end <= session.size);
+    let in_range = h
+        .offset
+        .checked_add(len)
+        .is_some_and(|end| end <= session.size);
     match h.command {
         CMD_READ => {
             if h.length > MAX_REQUEST_BYTES {
@@ -573,10 +589,14 @@ fn reply_block_status(
         body.extend_from_slice(&len.to_be_bytes());
         body.extend_from_slice(&flags.to_be_bytes());
     }
-    let head = chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_BLOCK_STATUS, cookie, body.len() as u32);
+    let head = chunk_header(
+        REPLY_FLAG_DONE,
+        REPLY_TYPE_BLOCK_STATUS,
+        cookie,
+        body.len() as u32,
+    );
     send(writer, &[&head, &body])
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -668,7 +688,9 @@ mod tests {
 
     #[test]
     fn option_edge_cases() {
-        let mut input = (FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES).to_be_bytes().to_vec();
+        let mut input = (FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES)
+            .to_be_bytes()
+            .to_vec();
         input.extend(go("nope"));
         input.extend(option(OPT_STARTTLS, &[]));
         input.extend(option(OPT_EXTENDED_HEADERS, &[]));

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use vvol::backend::{
-    AllocationExtent, BackendError, BackendOp, BlockBackend, MemoryBackend,
-};
+use vvol::backend::{AllocationExtent, BackendError, BackendOp, BlockBackend, MemoryBackend};
 use vvol::nbd::proto::{self, RequestHeader};
 use vvol::nbd::{
     BackendExports, ExportCatalog, HostExports, NbdBackend, NbdConfig, NbdError, NbdServer,
@@ -78,8 +76,8 @@ fn config(addr: SocketAddr, export: &str, block_size: u32) -> NbdConfig {
 /// A [`MemoryBackend`] behind our server, reached with structured replies.
 pub(crate) fn served_memory(capacity: u64, block_size: u32) -> Arc<dyn BlockBackend> {
     let server = memory_server(capacity, block_size);
-    let backend = NbdBackend::connect(config(server.local_addr(), "disk", block_size))
-        .expect("connect");
+    let backend =
+        NbdBackend::connect(config(server.local_addr(), "disk", block_size)).expect("connect");
     assert!(backend.structured_replies());
     assert_eq!(backend.connections(), 2, "our server allows multi-conn");
     Arc::new(Served {
@@ -116,8 +114,8 @@ pub(crate) fn served_routed(capacity: u64, block_size: u32) -> Arc<dyn BlockBack
     let handle = bind_one(&plane, topo.hosts[0], vvol, BindContext::Normal);
     let plane = Arc::new(plane);
     let exports = HostExports::new(Arc::clone(&plane), topo.hosts[0]);
-    let server =
-        NbdServer::start("127.0.0.1:0", Arc::new(exports), ServerConfig::default()).expect("server");
+    let server = NbdServer::start("127.0.0.1:0", Arc::new(exports), ServerConfig::default())
+        .expect("server");
     let name = HostExports::export_name(handle);
     let backend =
         NbdBackend::connect(config(server.local_addr(), &name, block_size)).expect("connect");
@@ -192,7 +190,8 @@ fn nbd_connect_refused_is_typed() {
 /// returning the socket in transmission phase.
 fn raw_session(addr: SocketAddr, export: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
     let mut hello = [0u8; 18];
     s.read_exact(&mut hello).expect("greeting");
     s.write_all(&3u32.to_be_bytes()).expect("flags");
@@ -284,12 +283,19 @@ fn nbd_hostile_requests_close_only_their_connection() {
         let len = u32::from_be_bytes(chunk[16..20].try_into().expect("4"));
         let mut body = vec![0u8; len as usize];
         odd.read_exact(&mut body).expect("body");
-        assert_eq!(u16::from_be_bytes([chunk[6], chunk[7]]), proto::REPLY_TYPE_ERROR);
-        assert_eq!(u32::from_be_bytes(body[0..4].try_into().expect("4")), proto::EINVAL);
+        assert_eq!(
+            u16::from_be_bytes([chunk[6], chunk[7]]),
+            proto::REPLY_TYPE_ERROR
+        );
+        assert_eq!(
+            u32::from_be_bytes(body[0..4].try_into().expect("4")),
+            proto::EINVAL
+        );
     }
 
     let mut back = vec![0u8; 4096];
-    good.read_at(0, &mut back).expect("the good connection still works");
+    good.read_at(0, &mut back)
+        .expect("the good connection still works");
     assert_eq!(back, vec![9u8; 4096]);
     let stats = server.stats();
     assert!(stats.failed >= 2, "{stats:?}");
@@ -328,12 +334,15 @@ fn nbd_generation_check_after_unbind_and_rebind() {
     .expect("server");
     let addr = server.local_addr();
     let client = NbdBackend::connect(
-        NbdConfig::tcp(addr, HostExports::export_name(old)).with_reconnect_attempts(0, Duration::ZERO),
+        NbdConfig::tcp(addr, HostExports::export_name(old))
+            .with_reconnect_attempts(0, Duration::ZERO),
     )
     .expect("connect");
     client.write_at(0, &[5u8; 512], false).expect("write");
 
-    plane.unbind(host, old, UnbindContext::Normal).expect("unbind");
+    plane
+        .unbind(host, old, UnbindContext::Normal)
+        .expect("unbind");
     let new = bind_one(&plane, host, disk, BindContext::Normal);
     assert_ne!(old, new);
 
@@ -421,7 +430,8 @@ fn silent_server() -> (SocketAddr, std::thread::JoinHandle<()>) {
                 s.write_all(&reply(proto::REP_ACK, &[])).expect("ack");
                 break;
             }
-            s.write_all(&reply(proto::REP_ERR_UNSUP, &[])).expect("unsup");
+            s.write_all(&reply(proto::REP_ERR_UNSUP, &[]))
+                .expect("unsup");
         }
         // Swallow requests, answer none, until the client hangs up.
         let mut sink = [0u8; 4096];

@@ -132,9 +132,19 @@ fn qemu_nbd(format: &str, capacity: u64) -> Peer {
     }
     let port = free_port();
     let mut cmd = Command::new("qemu-nbd");
-    cmd.args(["-f", format, "-t", "-e", "16", "-b", "127.0.0.1", "-x", "disk"])
-        .args(["-p", &port.to_string(), "--discard=unmap"])
-        .arg(&image);
+    cmd.args([
+        "-f",
+        format,
+        "-t",
+        "-e",
+        "16",
+        "-b",
+        "127.0.0.1",
+        "-x",
+        "disk",
+    ])
+    .args(["-p", &port.to_string(), "--discard=unmap"])
+    .arg(&image);
     spawn(cmd, port, dir)
 }
 
@@ -301,7 +311,7 @@ fn interop_nbd_backend_peer_killed_mid_io() {
         std::thread::spawn(move || {
             let block = vec![0x3Cu8; 1 << 20];
             let mut i = 0u64;
-            let err = loop {
+            loop {
                 if let Err(e) = backend.write_at((i % 64) << 20, &block, false) {
                     break e;
                 }
@@ -309,8 +319,7 @@ fn interop_nbd_backend_peer_killed_mid_io() {
                 if i == 8 {
                     tx.send(()).expect("signal");
                 }
-            };
-            err
+            }
         })
     };
     rx.recv_timeout(Duration::from_secs(60))
@@ -402,7 +411,10 @@ fn interop_gateway_qemu_io_patterns() {
                 "read -P 0x22 9M 64k".to_owned(),
             ],
         );
-        assert!(text.contains("read 1048576/1048576 bytes at offset 0"), "{text}");
+        assert!(
+            text.contains("read 1048576/1048576 bytes at offset 0"),
+            "{text}"
+        );
     }
 }
 
@@ -410,14 +422,16 @@ fn interop_gateway_qemu_io_patterns() {
 fn interop_gateway_nbdinfo_list() {
     require("nbdinfo");
     let g = gateway(None);
-    let out = run(Command::new("nbdinfo").arg("--list").arg(format!(
-        "nbd://{}",
-        g.server.local_addr()
-    )));
+    let out = run(Command::new("nbdinfo")
+        .arg("--list")
+        .arg(format!("nbd://{}", g.server.local_addr())));
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(g.export_names().len(), 9, "three VMs with three vVols each");
     for name in g.export_names() {
-        assert!(text.contains(&format!("export=\"{name}\"")), "{name} in:\n{text}");
+        assert!(
+            text.contains(&format!("export=\"{name}\"")),
+            "{name} in:\n{text}"
+        );
     }
     assert!(text.contains("base:allocation"), "{text}");
 }
@@ -494,10 +508,12 @@ fn interop_gateway_garbage_closes_only_its_connection() {
     let mut cmd = Command::new("qemu-io");
     cmd.args(["-f", "raw"]);
     for i in 0..16u64 {
-        cmd.arg("-c").arg(format!("write -P {:#x} {}M 1M", 0x30 + i, i));
+        cmd.arg("-c")
+            .arg(format!("write -P {:#x} {}M 1M", 0x30 + i, i));
     }
     for i in 0..16u64 {
-        cmd.arg("-c").arg(format!("read -P {:#x} {}M 1M", 0x30 + i, i));
+        cmd.arg("-c")
+            .arg(format!("read -P {:#x} {}M 1M", 0x30 + i, i));
     }
     let session = cmd
         .arg(&target)
@@ -509,7 +525,9 @@ fn interop_gateway_garbage_closes_only_its_connection() {
     // Garbage during negotiation, and garbage after GO.
     let addr = g.server.local_addr();
     let mut early = TcpStream::connect(addr).expect("connect");
-    early.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    early
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
     let mut hello = [0u8; 18];
     early.read_exact(&mut hello).expect("greeting");
     early.write_all(&[0xEE; 512]).expect("garbage");
@@ -518,7 +536,8 @@ fn interop_gateway_garbage_closes_only_its_connection() {
 
     let late_export = g.export_names()[2].clone();
     let mut late = TcpStream::connect(addr).expect("connect");
-    late.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    late.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
     late.read_exact(&mut hello).expect("greeting");
     late.write_all(&1u32.to_be_bytes()).expect("flags");
     let mut opt = proto::IHAVEOPT.to_be_bytes().to_vec();
