@@ -484,7 +484,10 @@ fn chunk(p: &mut Pending, kind: u16, length: u32, r: &mut impl Read) -> Result<(
             };
             let rel = offset
                 .checked_sub(p.offset)
-                .filter(|rel| rel + n <= u64::from(p.len))
+                .filter(|rel| {
+                    rel.checked_add(n)
+                        .is_some_and(|end| end <= u64::from(p.len))
+                })
                 .ok_or_else(|| violation("read chunk outside the request", offset))?;
             let range = rel as usize..(rel + n) as usize;
             if kind == REPLY_TYPE_OFFSET_DATA {
@@ -732,7 +735,9 @@ impl NbdBackend {
         payload: &[u8],
         mut on_done: impl FnMut(usize, Completion),
     ) -> Result<(), NbdError> {
-        let base = pieces.first().map_or(0, |p| p.0);
+        let Some(&(base, _)) = pieces.first() else {
+            return Ok(());
+        };
         let results = self.run(|c| {
             let mut waiting = Vec::with_capacity(pieces.len());
             for &(offset, len) in pieces {
@@ -960,5 +965,124 @@ impl BlockBackend for NbdBackend {
         Err(BackendError::Unsupported {
             op: BackendOp::Resize,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn fixture() -> (Shared, mpsc::Receiver<Result<Completion, NbdError>>) {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let shared = Shared {
+            address: "test".to_owned(),
+            pending: Mutex::new(HashMap::new()),
+            dead: AtomicBool::new(false),
+            reason: Mutex::new(String::new()),
+            info: ExportInfo {
+                size: 1 << 20,
+                flags: 0,
+                min_block: 1,
+                preferred_block: 4096,
+                max_block: MAX_REQUEST_BYTES,
+                structured: true,
+                allocation_context: Some(1),
+            },
+        };
+        shared.pending().insert(
+            7,
+            Pending {
+                command: CMD_READ,
+                offset: 4096,
+                len: 512,
+                done: Completion {
+                    data: vec![0; 512],
+                    status: Vec::new(),
+                },
+                error: None,
+                tx,
+            },
+        );
+        (shared, rx)
+    }
+
+    fn chunk_bytes(flags: u16, kind: u16, cookie: u64, payload: &[u8]) -> Vec<u8> {
+        let mut v = STRUCTURED_REPLY_MAGIC.to_be_bytes().to_vec();
+        v.extend_from_slice(&flags.to_be_bytes());
+        v.extend_from_slice(&kind.to_be_bytes());
+        v.extend_from_slice(&cookie.to_be_bytes());
+        v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn structured_read_completes() {
+        let (shared, rx) = fixture();
+        let mut payload = 4096u64.to_be_bytes().to_vec();
+        payload.extend_from_slice(&[9u8; 512]);
+        let bytes = chunk_bytes(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, 7, &payload);
+        read_reply(&shared, &mut bytes.as_slice()).expect("valid chunk");
+        let done = rx.recv().expect("completion").expect("ok");
+        assert_eq!(done.data, vec![9u8; 512]);
+    }
+
+    #[test]
+    fn hostile_replies_are_violations() {
+        // Unknown cookie.
+        let (shared, _rx) = fixture();
+        let bytes = chunk_bytes(REPLY_FLAG_DONE, REPLY_TYPE_NONE, 8, &[]);
+        assert!(read_reply(&shared, &mut bytes.as_slice()).is_err());
+        // A chunk length past the limit is refused before any allocation.
+        let (shared, _rx) = fixture();
+        let mut bytes = chunk_bytes(0, REPLY_TYPE_OFFSET_DATA, 7, &[]);
+        bytes[16..20].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(read_reply(&shared, &mut bytes.as_slice()).is_err());
+        // Data outside the request, with an offset that would overflow.
+        let (shared, _rx) = fixture();
+        let mut payload = u64::MAX.to_be_bytes().to_vec();
+        payload.extend_from_slice(&[1u8; 16]);
+        let bytes = chunk_bytes(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, 7, &payload);
+        assert!(read_reply(&shared, &mut bytes.as_slice()).is_err());
+        // A bad magic.
+        let (shared, _rx) = fixture();
+        assert!(read_reply(&shared, &mut [0u8; 32].as_slice()).is_err());
+    }
+
+    #[test]
+    fn error_chunk_maps_the_errno() {
+        let (shared, rx) = fixture();
+        let mut payload = ENOSPC.to_be_bytes().to_vec();
+        payload.extend_from_slice(&2u16.to_be_bytes());
+        payload.extend_from_slice(b"no");
+        let bytes = chunk_bytes(REPLY_FLAG_DONE, REPLY_TYPE_ERROR, 7, &payload);
+        read_reply(&shared, &mut bytes.as_slice()).expect("valid chunk");
+        match rx.recv().expect("completion") {
+            Err(NbdError::Server { errno, message, .. }) => {
+                assert_eq!(errno, ENOSPC);
+                assert_eq!(message, "no");
+            }
+            other => panic!("expected a server error, got {other:?}"),
+        }
+    }
+
+    proptest! {
+        /// Arbitrary server bytes give a reply or a violation; never a panic.
+        #[test]
+        fn arbitrary_reply_bytes_never_panic(
+            kind in prop_oneof![Just(REPLY_TYPE_OFFSET_DATA), Just(REPLY_TYPE_OFFSET_HOLE), Just(REPLY_TYPE_BLOCK_STATUS), Just(REPLY_TYPE_ERROR), any::<u16>()],
+            flags in any::<u16>(),
+            cookie in prop_oneof![Just(7u64), any::<u64>()],
+            payload in proptest::collection::vec(any::<u8>(), 0..600),
+            raw in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let (shared, _rx) = fixture();
+            let bytes = chunk_bytes(flags, kind, cookie, &payload);
+            let _ = read_reply(&shared, &mut bytes.as_slice());
+            let (shared, _rx) = fixture();
+            let _ = read_reply(&shared, &mut raw.as_slice());
+        }
     }
 }

@@ -19,7 +19,8 @@ pub const MAX_SERVER_CONNECTIONS: usize = 1024;
 pub const MAX_WORKERS_PER_CONNECTION: usize = 64;
 
 /// Server settings. Every size a client drives is bounded by these or by the
-/// limits in [`proto`](super::proto).
+/// limits in [`proto`](super::proto): at most `max_connections` ×
+/// `connection_buffer_bytes` of request and reply buffers are held at once.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ServerConfig {
