@@ -27,8 +27,9 @@ pub struct ServerConfig {
     /// Connections served at once (default 64, at most
     /// [`MAX_SERVER_CONNECTIONS`]).
     pub max_connections: usize,
-    /// Threads answering one connection's requests (default 4, 1..=
-    /// [`MAX_WORKERS_PER_CONNECTION`]); replies may come out of order.
+    /// Threads answering one connection's requests (default 4, at most
+    /// [`MAX_WORKERS_PER_CONNECTION`]); replies may come out of order. 0
+    /// answers each request on the reading thread, in order.
     pub workers_per_connection: usize,
     /// Bytes of write payloads and read buffers one connection may hold at
     /// once (default 64 MiB, at least [`MAX_REQUEST_BYTES`]).
@@ -68,9 +69,7 @@ impl ServerConfig {
 
     fn clamped(mut self) -> Self {
         self.max_connections = self.max_connections.clamp(1, MAX_SERVER_CONNECTIONS);
-        self.workers_per_connection = self
-            .workers_per_connection
-            .clamp(1, MAX_WORKERS_PER_CONNECTION);
+        self.workers_per_connection = self.workers_per_connection.min(MAX_WORKERS_PER_CONNECTION);
         self.connection_buffer_bytes = self
             .connection_buffer_bytes
             .max(u64::from(MAX_REQUEST_BYTES));

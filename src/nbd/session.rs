@@ -341,6 +341,15 @@ pub(crate) fn transmit(
         free: Mutex::new(config.connection_buffer_bytes),
         room: Condvar::new(),
     };
+    if config.workers_per_connection == 0 {
+        // Inline: the reading thread answers each request itself.
+        return read_requests(s, &budget, &mut |job| {
+            let held = job.held;
+            let sent = answer(&writer, session, job);
+            budget.give(held);
+            sent.map_err(ConnectionError::from)
+        });
+    }
     let (tx, rx) = mpsc::sync_channel::<Job>(config.workers_per_connection);
     let rx = Mutex::new(rx);
     std::thread::scope(|scope| {
@@ -362,7 +371,16 @@ pub(crate) fn transmit(
                 }
             });
         }
-        let result = read_requests(s, &budget, &tx);
+        let result = read_requests(s, &budget, &mut |job| {
+            let held = job.held;
+            tx.send(job).map_err(|_| {
+                budget.give(held);
+                ConnectionError::Transport(std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    "sending a reply failed",
+                ))
+            })
+        });
         drop(tx);
         result
     })
@@ -371,7 +389,7 @@ pub(crate) fn transmit(
 fn read_requests(
     s: &TcpStream,
     budget: &Budget,
-    tx: &mpsc::SyncSender<Job>,
+    dispatch: &mut dyn FnMut(Job) -> Result<(), ConnectionError>,
 ) -> Result<(), ConnectionError> {
     let mut r = BufReader::with_capacity(128 << 10, s);
     loop {
@@ -409,17 +427,11 @@ fn read_requests(
             budget.take(len);
             held = len;
         }
-        if tx
-            .send(Job {
-                header,
-                payload,
-                held,
-            })
-            .is_err()
-        {
-            budget.give(held);
-            return Ok(());
-        }
+        dispatch(Job {
+            header,
+            payload,
+            held,
+        })?;
     }
 }
 
