@@ -450,13 +450,14 @@ suite! {
 
 // NbdBackend against our own NbdServer over loopback (tests/it/nbd.rs).
 #[cfg(feature = "nbd")]
-use crate::nbd::{served_memory, served_routed};
+use crate::nbd::{served_inline, served_memory, served_routed};
 
 #[cfg(feature = "nbd")]
 suite! {
     nbd_memory_512 => (served_memory, 512),
     nbd_memory_4096 => (served_memory, 4096),
     nbd_routed_512 => (served_routed, 512),
+    nbd_inline_4096 => (served_inline, 4096),
 }
 
 // ---------------------------------------------------------------------------

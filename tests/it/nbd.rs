@@ -61,9 +61,28 @@ impl<G: std::fmt::Debug + Send + Sync + 'static> BlockBackend for Served<G> {
 }
 
 fn memory_server(capacity: u64, block_size: u32) -> NbdServer {
+    memory_server_with(capacity, block_size, ServerConfig::default())
+}
+
+fn memory_server_with(capacity: u64, block_size: u32, config: ServerConfig) -> NbdServer {
     let disk = Arc::new(MemoryBackend::new(capacity, block_size).expect("memory backend"));
     let exports = BackendExports::new().with("disk", disk);
-    NbdServer::start("127.0.0.1:0", Arc::new(exports), ServerConfig::default()).expect("server")
+    NbdServer::start("127.0.0.1:0", Arc::new(exports), config).expect("server")
+}
+
+/// Like [`served_memory`], the server answering on the reading thread.
+pub(crate) fn served_inline(capacity: u64, block_size: u32) -> Arc<dyn BlockBackend> {
+    let server = memory_server_with(
+        capacity,
+        block_size,
+        ServerConfig::default().with_workers_per_connection(0),
+    );
+    let backend =
+        NbdBackend::connect(config(server.local_addr(), "disk", block_size)).expect("connect");
+    Arc::new(Served {
+        backend,
+        _guard: server,
+    })
 }
 
 fn config(addr: SocketAddr, export: &str, block_size: u32) -> NbdConfig {
