@@ -412,15 +412,18 @@ fn nbd_reconnects_after_the_server_restarts() {
     assert!(matches!(err, BackendError::Gone { .. }), "{err:?}");
 }
 
-/// A server that negotiates and then never answers.
-fn silent_server() -> (SocketAddr, std::thread::JoinHandle<()>) {
+/// A server that negotiates and then never answers. With `old_style` it
+/// refuses `NBD_OPT_GO` and accepts `NBD_OPT_EXPORT_NAME` (with the zero
+/// padding, as it offers no `NO_ZEROES`).
+fn silent_server_with(old_style: bool) -> (SocketAddr, std::thread::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let t = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().expect("accept");
         let mut hello = proto::NBD_MAGIC.to_be_bytes().to_vec();
         hello.extend_from_slice(&proto::IHAVEOPT.to_be_bytes());
-        hello.extend_from_slice(&3u16.to_be_bytes());
+        let flags: u16 = if old_style { 1 } else { 3 };
+        hello.extend_from_slice(&flags.to_be_bytes());
         s.write_all(&hello).expect("greeting");
         let mut flags = [0u8; 4];
         s.read_exact(&mut flags).expect("flags");
@@ -441,7 +444,14 @@ fn silent_server() -> (SocketAddr, std::thread::JoinHandle<()>) {
                 r.extend_from_slice(data);
                 r
             };
-            if opt == proto::OPT_GO {
+            if old_style && opt == proto::OPT_EXPORT_NAME {
+                let mut reply = CAP.to_be_bytes().to_vec();
+                reply.extend_from_slice(&1u16.to_be_bytes());
+                reply.extend_from_slice(&[0u8; proto::EXPORT_NAME_PADDING]);
+                s.write_all(&reply).expect("export name reply");
+                break;
+            }
+            if opt == proto::OPT_GO && !old_style {
                 let mut info = proto::INFO_EXPORT.to_be_bytes().to_vec();
                 info.extend_from_slice(&CAP.to_be_bytes());
                 info.extend_from_slice(&1u16.to_be_bytes());
@@ -457,6 +467,25 @@ fn silent_server() -> (SocketAddr, std::thread::JoinHandle<()>) {
         while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
     });
     (addr, t)
+}
+
+fn silent_server() -> (SocketAddr, std::thread::JoinHandle<()>) {
+    silent_server_with(false)
+}
+
+#[test]
+fn nbd_export_name_fallback_without_go() {
+    let (addr, t) = silent_server_with(true);
+    let client = NbdBackend::connect(
+        NbdConfig::tcp(addr, "legacy").with_reconnect_attempts(0, Duration::ZERO),
+    )
+    .expect("connect through NBD_OPT_EXPORT_NAME");
+    assert_eq!(client.capacity_bytes(), CAP);
+    assert_eq!(client.logical_block_size(), 512);
+    assert!(!client.structured_replies());
+    assert!(!client.supports(BackendOp::Discard), "no TRIM flag");
+    drop(client);
+    t.join().expect("silent server");
 }
 
 #[test]

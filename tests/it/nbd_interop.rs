@@ -557,3 +557,56 @@ fn interop_gateway_garbage_closes_only_its_connection() {
     assert_eq!(text.matches("read 1048576/1048576").count(), 16, "{text}");
     assert!(g.server.stats().failed >= 2, "{:?}", g.server.stats());
 }
+
+/// qemu-nbd on a Unix socket (`-k`): the client's Unix transport.
+fn qemu_unix(capacity: u64, block_size: u32) -> Arc<dyn BlockBackend> {
+    require("qemu-nbd");
+    let dir = scratch();
+    let image = dir.path().join("disk.raw");
+    std::fs::File::create(&image)
+        .and_then(|f| f.set_len(capacity))
+        .expect("raw image");
+    let socket = dir.path().join("nbd.sock");
+    let log = std::fs::File::create(dir.path().join("peer.log")).expect("peer log");
+    let child = Command::new("qemu-nbd")
+        .args(["-f", "raw", "-t", "-e", "16", "-x", "disk"])
+        .arg("-k")
+        .arg(&socket)
+        .arg(&image)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn qemu-nbd");
+    let peer = Peer {
+        child: Some(child),
+        daemon: None,
+        port: 0,
+        _dir: dir,
+    };
+    for _ in 0..400 {
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            let backend = NbdBackend::connect(
+                NbdConfig::unix(&socket, "disk").with_logical_block_size(block_size),
+            )
+            .expect("connect over the Unix socket");
+            return Arc::new(Served {
+                backend,
+                _guard: peer,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("qemu-nbd did not listen on {}", socket.display());
+}
+
+#[test]
+fn interop_nbd_backend_qemu_nbd_unix_socket() {
+    for case in [
+        conf::round_trip,
+        conf::allocation_after_writes,
+        conf::concurrent_writers,
+    ] {
+        case(qemu_unix, 512);
+    }
+}
