@@ -45,6 +45,8 @@ pub mod backend;
 mod binding;
 mod error;
 mod model;
+#[cfg(feature = "nbd")]
+pub mod nbd;
 mod router;
 #[cfg(feature = "scsi")]
 pub mod scsi;

@@ -15,10 +15,10 @@ use vvol::backend::{
 };
 
 /// Builds a backend of `capacity` bytes with the given logical block size.
-type Ctor = fn(u64, u32) -> Arc<dyn BlockBackend>;
+pub(crate) type Ctor = fn(u64, u32) -> Arc<dyn BlockBackend>;
 
 /// Capacity used by the conformance cases: several memory chunks.
-const CAP: u64 = 4 << 20;
+pub(crate) const CAP: u64 = 4 << 20;
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
 
@@ -71,7 +71,7 @@ fn file_direct(capacity: u64, block_size: u32) -> Arc<dyn BlockBackend> {
 // ---------------------------------------------------------------------------
 
 /// Deterministic non-zero bytes, different for each seed.
-fn pattern(seed: u64, len: u64) -> Vec<u8> {
+pub(crate) fn pattern(seed: u64, len: u64) -> Vec<u8> {
     (0..len)
         .map(|i| (seed.wrapping_mul(131).wrapping_add(i * 7 + (i >> 9)) % 255 + 1) as u8)
         .collect()
@@ -136,7 +136,7 @@ fn state_at(extents: &[AllocationExtent], byte: u64) -> AllocationState {
 // Conformance cases
 // ---------------------------------------------------------------------------
 
-fn fresh_reads_are_zeros(new: Ctor, bs: u32) {
+pub(crate) fn fresh_reads_are_zeros(new: Ctor, bs: u32) {
     let b = new(CAP, bs);
     assert_eq!(b.capacity_bytes(), CAP);
     assert_eq!(b.logical_block_size(), bs);
@@ -146,7 +146,7 @@ fn fresh_reads_are_zeros(new: Ctor, bs: u32) {
     b.read_at(CAP, &mut empty).expect("empty read at the end");
 }
 
-fn round_trip(new: Ctor, bs: u32) {
+pub(crate) fn round_trip(new: Ctor, bs: u32) {
     let b = new(CAP, bs);
     let bs = u64::from(bs);
     let writes = [
@@ -181,7 +181,7 @@ fn round_trip(new: Ctor, bs: u32) {
     assert_eq!(read(&*b, 2 * MIB, 300 * KIB), expected);
 }
 
-fn out_of_range(new: Ctor, bs: u32) {
+pub(crate) fn out_of_range(new: Ctor, bs: u32) {
     let b = new(CAP, bs);
     let bs = u64::from(bs);
     let huge = !(bs - 1); // u64::MAX rounded down to a block: aligned, and offset + len overflows
@@ -227,7 +227,7 @@ fn out_of_range(new: Ctor, bs: u32) {
     assert_bytes(&*b, CAP - 2 * bs, 2 * bs, 0);
 }
 
-fn fua_write_then_read(new: Ctor, bs: u32) {
+pub(crate) fn fua_write_then_read(new: Ctor, bs: u32) {
     let b = new(CAP, bs);
     let bs = u64::from(bs);
     b.write_at(10 * bs, &pattern(1, 2 * bs), true)
@@ -239,7 +239,7 @@ fn fua_write_then_read(new: Ctor, bs: u32) {
     assert_eq!(read(&*b, MIB, big), pattern(2, big));
 }
 
-fn flush_ok(new: Ctor, bs: u32) {
+pub(crate) fn flush_ok(new: Ctor, bs: u32) {
     let b = new(CAP, bs);
     b.flush().expect("flush of a fresh backend");
     b.write_at(0, &pattern(3, u64::from(bs)), false)
@@ -248,7 +248,7 @@ fn flush_ok(new: Ctor, bs: u32) {
     assert_eq!(read(&*b, 0, u64::from(bs)), pattern(3, u64::from(bs)));
 }
 
-fn write_zeroes_keeps_neighbours(new: Ctor, bs: u32) {
+pub(crate) fn write_zeroes_keeps_neighbours(new: Ctor, bs: u32) {
     let b = new(CAP, bs);
     let bs = u64::from(bs);
     fill(&*b, 0, 256 * KIB, 0xAA);
@@ -272,7 +272,7 @@ fn write_zeroes_keeps_neighbours(new: Ctor, bs: u32) {
     assert_bytes(&*b, 64 * KIB, bs, 0x11);
 }
 
-fn discard_reads_zeros_or_old(new: Ctor, bs: u32) {
+pub(crate) fn discard_reads_zeros_or_old(new: Ctor, bs: u32) {
     let b = new(CAP, bs);
     let bs = u64::from(bs);
     assert!(b.supports(BackendOp::Discard));
@@ -296,7 +296,7 @@ fn discard_reads_zeros_or_old(new: Ctor, bs: u32) {
     assert_eq!(read(&*b, 64 * KIB, 4 * bs), pattern(5, 4 * bs));
 }
 
-fn allocation_after_writes(new: Ctor, bs: u32) {
+pub(crate) fn allocation_after_writes(new: Ctor, bs: u32) {
     let b = new(CAP, bs);
     assert!(b.supports(BackendOp::Allocation));
     // A fresh backend has nothing allocated.
@@ -339,7 +339,7 @@ fn allocation_after_writes(new: Ctor, bs: u32) {
     assert!(b.allocation(0, 0).expect("empty allocation").is_empty());
 }
 
-fn resize_grow_and_shrink(new: Ctor, bs: u32) {
+pub(crate) fn resize_grow_and_shrink(new: Ctor, bs: u32) {
     let b = new(CAP, bs);
     if !b.supports(BackendOp::Resize) {
         return;
@@ -383,7 +383,7 @@ fn resize_grow_and_shrink(new: Ctor, bs: u32) {
     assert_eq!(b.capacity_bytes(), CAP);
 }
 
-fn concurrent_writers(new: Ctor, bs: u32) {
+pub(crate) fn concurrent_writers(new: Ctor, bs: u32) {
     const THREADS: u64 = 4;
     const BLOCKS: u64 = 256;
     let b = new(CAP, bs);
@@ -446,6 +446,18 @@ suite! {
     file_4096 => (file_buffered, 4096),
     file_direct_4096 => (file_direct, 4096),
     faulty_memory_512 => (faulty_memory, 512),
+}
+
+// NbdBackend against our own NbdServer over loopback (tests/it/nbd.rs).
+#[cfg(feature = "nbd")]
+use crate::nbd::{served_inline, served_memory, served_routed};
+
+#[cfg(feature = "nbd")]
+suite! {
+    nbd_memory_512 => (served_memory, 512),
+    nbd_memory_4096 => (served_memory, 4096),
+    nbd_routed_512 => (served_routed, 512),
+    nbd_inline_4096 => (served_inline, 4096),
 }
 
 // ---------------------------------------------------------------------------

@@ -7,6 +7,10 @@ mod concurrency;
 mod control_plane;
 mod control_plane_model;
 mod model;
+#[cfg(feature = "nbd")]
+mod nbd;
+#[cfg(all(feature = "nbd", feature = "interop"))]
+mod nbd_interop;
 mod routing;
 #[cfg(all(feature = "scsi", feature = "interop"))]
 mod scsi_interop;

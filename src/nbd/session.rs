@@ -1,0 +1,799 @@
+//! One server connection: negotiation, then transmission with a few worker
+//! threads answering requests out of order.
+
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::mpsc;
+use std::sync::{Condvar, Mutex, PoisonError};
+
+use super::error::ConnectionError;
+use super::exports::{Export, ExportCatalog};
+use super::proto::*;
+use super::server::ServerConfig;
+use super::stream::write_all_parts;
+use crate::backend::AllocationState;
+
+/// The export a connection selected and what was negotiated on the way.
+#[derive(Debug)]
+pub(crate) struct Session {
+    export: Export,
+    size: u64,
+    structured: bool,
+    allocation: bool,
+}
+
+fn violation(what: &'static str, value: u64) -> ConnectionError {
+    ConnectionError::Protocol { what, value }
+}
+
+fn read_exact(r: &mut impl Read, buf: &mut [u8]) -> Result<(), ConnectionError> {
+    r.read_exact(buf).map_err(ConnectionError::from)
+}
+
+fn opt_reply(
+    w: &mut impl Write,
+    option: u32,
+    kind: u32,
+    data: &[u8],
+) -> Result<(), ConnectionError> {
+    let mut head = [0u8; 20];
+    head[0..8].copy_from_slice(&OPTION_REPLY_MAGIC.to_be_bytes());
+    head[8..12].copy_from_slice(&option.to_be_bytes());
+    head[12..16].copy_from_slice(&kind.to_be_bytes());
+    head[16..20].copy_from_slice(&(data.len() as u32).to_be_bytes());
+    write_all_parts(w, &[&head, data]).map_err(ConnectionError::from)
+}
+
+fn string_bytes(s: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + s.len());
+    v.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+
+/// Runs negotiation on `s`. Returns the session to transmit on, or `None`
+/// when the client aborted.
+///
+/// # Errors
+/// A transport failure, a protocol violation or a size past a limit; the
+/// caller closes the connection.
+pub(crate) fn negotiate<S: Read + Write>(
+    s: &mut S,
+    catalog: &dyn ExportCatalog,
+) -> Result<Option<Session>, ConnectionError> {
+    let mut hello = [0u8; 18];
+    hello[0..8].copy_from_slice(&NBD_MAGIC.to_be_bytes());
+    hello[8..16].copy_from_slice(&IHAVEOPT.to_be_bytes());
+    hello[16..18].copy_from_slice(&(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES).to_be_bytes());
+    s.write_all(&hello)?;
+    let mut cf = [0u8; 4];
+    read_exact(s, &mut cf)?;
+    let client_flags = be32(&cf);
+    if client_flags & !(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES) != 0 {
+        return Err(violation("unknown client flags", u64::from(client_flags)));
+    }
+    let no_zeroes = client_flags & FLAG_C_NO_ZEROES != 0;
+    let mut structured = false;
+    let mut allocation_for: Option<String> = None;
+    for _ in 0..MAX_OPTIONS {
+        let mut head = [0u8; 16];
+        read_exact(s, &mut head)?;
+        let magic = be64(&head[0..8]);
+        if magic != IHAVEOPT {
+            return Err(violation("bad option magic", magic));
+        }
+        let option = be32(&head[8..12]);
+        let len = be32(&head[12..16]);
+        if len as usize > MAX_OPTION_BYTES {
+            return Err(ConnectionError::TooLarge {
+                what: "option payload",
+                len: u64::from(len),
+                limit: MAX_OPTION_BYTES as u64,
+            });
+        }
+        let mut data = vec![0u8; len as usize];
+        read_exact(s, &mut data)?;
+        match option {
+            OPT_EXPORT_NAME => {
+                let name = std::str::from_utf8(&data)
+                    .map_err(|_| violation("export name is not UTF-8", u64::from(len)))?;
+                let export = catalog
+                    .open(name)
+                    .ok_or_else(|| violation("NBD_OPT_EXPORT_NAME of an unknown export", 0))?;
+                let (size, _block_size) = export
+                    .geometry()
+                    .map_err(|errno| violation("export is no longer bound", u64::from(errno)))?;
+                let session = Session {
+                    allocation: false,
+                    export,
+                    size,
+                    structured,
+                };
+                let mut reply = Vec::with_capacity(10 + EXPORT_NAME_PADDING);
+                reply.extend_from_slice(&size.to_be_bytes());
+                reply.extend_from_slice(&session.flags().to_be_bytes());
+                if !no_zeroes {
+                    reply.extend_from_slice(&[0u8; EXPORT_NAME_PADDING]);
+                }
+                s.write_all(&reply)?;
+                return Ok(Some(session));
+            }
+            OPT_ABORT => {
+                let _ = opt_reply(s, option, REP_ACK, &[]);
+                return Ok(None);
+            }
+            OPT_LIST => {
+                if !data.is_empty() {
+                    opt_reply(s, option, REP_ERR_INVALID, b"NBD_OPT_LIST takes no data")?;
+                    continue;
+                }
+                for name in catalog.list().into_iter().take(MAX_LIST_EXPORTS) {
+                    opt_reply(s, option, REP_SERVER, &string_bytes(&name))?;
+                }
+                opt_reply(s, option, REP_ACK, &[])?;
+            }
+            OPT_STRUCTURED_REPLY => {
+                if data.is_empty() {
+                    structured = true;
+                    opt_reply(s, option, REP_ACK, &[])?;
+                } else {
+                    opt_reply(s, option, REP_ERR_INVALID, b"no data expected")?;
+                }
+            }
+            OPT_INFO | OPT_GO => {
+                if let Some(session) = info_or_go(
+                    s,
+                    option,
+                    &data,
+                    catalog,
+                    structured,
+                    allocation_for.as_deref(),
+                )? {
+                    return Ok(Some(session));
+                }
+            }
+            OPT_LIST_META_CONTEXT | OPT_SET_META_CONTEXT => {
+                meta_context(s, option, &data, catalog, structured, &mut allocation_for)?;
+            }
+            _ => opt_reply(s, option, REP_ERR_UNSUP, b"option not supported")?,
+        }
+    }
+    Err(violation("too many options", MAX_OPTIONS as u64))
+}
+
+/// Answers `NBD_OPT_INFO` or `NBD_OPT_GO`; returns the session for a
+/// successful GO.
+fn info_or_go(
+    s: &mut impl Write,
+    option: u32,
+    data: &[u8],
+    catalog: &dyn ExportCatalog,
+    structured: bool,
+    allocation_for: Option<&str>,
+) -> Result<Option<Session>, ConnectionError> {
+    let mut c = Cursor::new(data);
+    let parsed = (|| {
+        let name = c.string()?;
+        let count = usize::from(c.u16()?);
+        if count > MAX_INFO_REQUESTS {
+            return None;
+        }
+        let mut infos = Vec::with_capacity(count);
+        for _ in 0..count {
+            infos.push(c.u16()?);
+        }
+        c.is_empty().then_some((name, infos))
+    })();
+    let Some((name, infos)) = parsed else {
+        opt_reply(s, option, REP_ERR_INVALID, b"malformed request")?;
+        return Ok(None);
+    };
+    let Some(export) = catalog.open(name) else {
+        opt_reply(s, option, REP_ERR_UNKNOWN, b"no such export")?;
+        return Ok(None);
+    };
+    let Ok((size, block_size)) = export.geometry() else {
+        opt_reply(s, option, REP_ERR_UNKNOWN, b"export is no longer bound")?;
+        return Ok(None);
+    };
+    let session = Session {
+        allocation: structured && allocation_for == Some(name),
+        export,
+        size,
+        structured,
+    };
+    let mut exp = Vec::with_capacity(12);
+    exp.extend_from_slice(&INFO_EXPORT.to_be_bytes());
+    exp.extend_from_slice(&size.to_be_bytes());
+    exp.extend_from_slice(&session.flags().to_be_bytes());
+    opt_reply(s, option, REP_INFO, &exp)?;
+    let mut bs = Vec::with_capacity(14);
+    bs.extend_from_slice(&INFO_BLOCK_SIZE.to_be_bytes());
+    bs.extend_from_slice(&block_size.to_be_bytes());
+    bs.extend_from_slice(&block_size.max(4096).to_be_bytes());
+    bs.extend_from_slice(&MAX_REQUEST_BYTES.to_be_bytes());
+    opt_reply(s, option, REP_INFO, &bs)?;
+    if infos.contains(&INFO_NAME) {
+        let mut n = INFO_NAME.to_be_bytes().to_vec();
+        n.extend_from_slice(name.as_bytes());
+        opt_reply(s, option, REP_INFO, &n)?;
+    }
+    opt_reply(s, option, REP_ACK, &[])?;
+    Ok((option == OPT_GO).then_some(session))
+}
+
+/// Answers `NBD_OPT_LIST_META_CONTEXT` and `NBD_OPT_SET_META_CONTEXT`; only
+/// `base:allocation` exists (context id 1).
+fn meta_context(
+    s: &mut impl Write,
+    option: u32,
+    data: &[u8],
+    catalog: &dyn ExportCatalog,
+    structured: bool,
+    allocation_for: &mut Option<String>,
+) -> Result<(), ConnectionError> {
+    /// Most queries one meta context option may carry.
+    const MAX_QUERIES: u32 = 64;
+    if !structured {
+        return opt_reply(s, option, REP_ERR_INVALID, b"structured replies first");
+    }
+    let mut c = Cursor::new(data);
+    let parsed = (|| {
+        let name = c.string()?;
+        let count = c.u32()?;
+        if count > MAX_QUERIES {
+            return None;
+        }
+        let mut queries = Vec::new();
+        for _ in 0..count {
+            queries.push(c.string()?);
+        }
+        c.is_empty().then_some((name, queries))
+    })();
+    let Some((name, queries)) = parsed else {
+        return opt_reply(s, option, REP_ERR_INVALID, b"malformed request");
+    };
+    if catalog.open(name).is_none() {
+        return opt_reply(s, option, REP_ERR_UNKNOWN, b"no such export");
+    }
+    let set = option == OPT_SET_META_CONTEXT;
+    let matches = if set {
+        queries.contains(&BASE_ALLOCATION)
+    } else {
+        queries.is_empty()
+            || queries
+                .iter()
+                .any(|q| *q == "base:" || *q == BASE_ALLOCATION)
+    };
+    if set {
+        *allocation_for = matches.then(|| name.to_owned());
+    }
+    if matches {
+        let id: u32 = u32::from(set);
+        let mut reply = id.to_be_bytes().to_vec();
+        reply.extend_from_slice(BASE_ALLOCATION.as_bytes());
+        opt_reply(s, option, REP_META_CONTEXT, &reply)?;
+    }
+    opt_reply(s, option, REP_ACK, &[])
+}
+
+impl Session {
+    fn flags(&self) -> u16 {
+        let mut f = TFLAG_HAS_FLAGS
+            | TFLAG_SEND_FLUSH
+            | TFLAG_SEND_FUA
+            | TFLAG_SEND_WRITE_ZEROES
+            | TFLAG_CAN_MULTI_CONN;
+        if self.export.can_trim() {
+            f |= TFLAG_SEND_TRIM;
+        }
+        if self.structured {
+            f |= TFLAG_SEND_DF;
+        }
+        f
+    }
+}
+
+/// Bytes of request payloads and read buffers one connection may hold at
+/// once; the reader waits for room before taking more.
+#[derive(Debug)]
+struct Budget {
+    free: Mutex<u64>,
+    room: Condvar,
+}
+
+impl Budget {
+    fn take(&self, n: u64) {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free < n {
+            free = self.room.wait(free).unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= n;
+    }
+
+    fn give(&self, n: u64) {
+        *self.free.lock().unwrap_or_else(PoisonError::into_inner) += n;
+        self.room.notify_all();
+    }
+}
+
+/// A request handed to a worker.
+#[derive(Debug)]
+struct Job {
+    header: RequestHeader,
+    payload: Vec<u8>,
+    /// Budget bytes held until the reply is sent.
+    held: u64,
+}
+
+/// Serves transmission on `s` until the client disconnects or breaks the
+/// protocol.
+///
+/// # Errors
+/// As [`negotiate`].
+pub(crate) fn transmit(
+    s: &TcpStream,
+    session: &Session,
+    config: &ServerConfig,
+) -> Result<(), ConnectionError> {
+    let writer = Mutex::new(s.try_clone()?);
+    let budget = Budget {
+        free: Mutex::new(config.connection_buffer_bytes),
+        room: Condvar::new(),
+    };
+    if config.workers_per_connection == 0 {
+        // Inline: the reading thread answers each request itself.
+        return read_requests(s, &budget, &mut |job| {
+            let held = job.held;
+            let sent = answer(&writer, session, job);
+            budget.give(held);
+            sent.map_err(ConnectionError::from)
+        });
+    }
+    let (tx, rx) = mpsc::sync_channel::<Job>(config.workers_per_connection);
+    let rx = Mutex::new(rx);
+    std::thread::scope(|scope| {
+        for _ in 0..config.workers_per_connection {
+            scope.spawn(|| {
+                loop {
+                    let job = match rx.lock().unwrap_or_else(PoisonError::into_inner).recv() {
+                        Ok(job) => job,
+                        Err(_) => return,
+                    };
+                    let held = job.held;
+                    let sent = answer(&writer, session, job);
+                    budget.give(held);
+                    if sent.is_err() {
+                        // The reader notices the shut-down socket and stops.
+                        let _ = s.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                }
+            });
+        }
+        let result = read_requests(s, &budget, &mut |job| {
+            let held = job.held;
+            tx.send(job).map_err(|_| {
+                budget.give(held);
+                ConnectionError::Transport(std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    "sending a reply failed",
+                ))
+            })
+        });
+        drop(tx);
+        result
+    })
+}
+
+fn read_requests(
+    s: &TcpStream,
+    budget: &Budget,
+    dispatch: &mut dyn FnMut(Job) -> Result<(), ConnectionError>,
+) -> Result<(), ConnectionError> {
+    let mut r = BufReader::with_capacity(128 << 10, s);
+    loop {
+        let mut raw = [0u8; RequestHeader::SIZE];
+        match r.read_exact(&mut raw) {
+            Ok(()) => {}
+            // A client that simply goes away ends the session quietly.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        let header = RequestHeader::decode(&raw)
+            .map_err(|magic| violation("bad request magic", u64::from(magic)))?;
+        if header.command == CMD_DISC {
+            return Ok(());
+        }
+        let len = u64::from(header.length);
+        let mut payload = Vec::new();
+        let mut held = 0;
+        if header.command == CMD_WRITE {
+            if header.length > MAX_REQUEST_BYTES {
+                return Err(ConnectionError::TooLarge {
+                    what: "write payload",
+                    len,
+                    limit: u64::from(MAX_REQUEST_BYTES),
+                });
+            }
+            budget.take(len);
+            held = len;
+            payload = vec![0u8; header.length as usize];
+            if let Err(e) = r.read_exact(&mut payload) {
+                budget.give(held);
+                return Err(e.into());
+            }
+        } else if header.command == CMD_READ && header.length <= MAX_REQUEST_BYTES {
+            budget.take(len);
+            held = len;
+        }
+        dispatch(Job {
+            header,
+            payload,
+            held,
+        })?;
+    }
+}
+
+/// Executes one request and sends its reply.
+fn answer(writer: &Mutex<TcpStream>, session: &Session, job: Job) -> std::io::Result<()> {
+    let h = job.header;
+    let known = CMD_FLAG_FUA | CMD_FLAG_NO_HOLE | CMD_FLAG_DF | CMD_FLAG_REQ_ONE;
+    if h.flags & !known != 0 {
+        return reply_error(writer, session, h.cookie, EINVAL);
+    }
+    let len = u64::from(h.length);
+    let in_range = h
+        .offset
+        .checked_add(len)
+        .is_some_and(|end| end <= session.size);
+    match h.command {
+        CMD_READ => {
+            if h.length > MAX_REQUEST_BYTES {
+                return reply_error(writer, session, h.cookie, EINVAL);
+            }
+            if !in_range {
+                return reply_error(writer, session, h.cookie, EINVAL);
+            }
+            let mut buf = vec![0u8; h.length as usize];
+            match session.export.read(h.offset, &mut buf) {
+                Ok(()) => reply_read(writer, session, &h, &buf),
+                Err(errno) => reply_error(writer, session, h.cookie, errno),
+            }
+        }
+        CMD_WRITE => {
+            let result = if in_range {
+                session
+                    .export
+                    .write(h.offset, &job.payload, h.flags & CMD_FLAG_FUA != 0)
+            } else {
+                Err(ENOSPC)
+            };
+            reply_status(writer, session, h.cookie, result)
+        }
+        CMD_FLUSH => reply_status(writer, session, h.cookie, session.export.flush()),
+        CMD_TRIM | CMD_WRITE_ZEROES => {
+            let mut result = if !in_range {
+                Err(ENOSPC)
+            } else if h.command == CMD_TRIM {
+                session.export.trim(h.offset, len)
+            } else {
+                session.export.write_zeroes(h.offset, len)
+            };
+            if result.is_ok() && h.flags & CMD_FLAG_FUA != 0 {
+                result = session.export.flush();
+            }
+            reply_status(writer, session, h.cookie, result)
+        }
+        CMD_BLOCK_STATUS if session.allocation => {
+            if !in_range || len == 0 {
+                return reply_error(writer, session, h.cookie, EINVAL);
+            }
+            match session.export.allocation(h.offset, len) {
+                Ok(extents) => {
+                    let one = h.flags & CMD_FLAG_REQ_ONE != 0;
+                    reply_block_status(writer, h.cookie, &extents, one)
+                }
+                Err(errno) => reply_error(writer, session, h.cookie, errno),
+            }
+        }
+        _ => reply_error(writer, session, h.cookie, EINVAL),
+    }
+}
+
+fn send(writer: &Mutex<TcpStream>, parts: &[&[u8]]) -> std::io::Result<()> {
+    let mut w = writer.lock().unwrap_or_else(PoisonError::into_inner);
+    write_all_parts(&mut *w, parts)
+}
+
+fn simple_header(errno: u32, cookie: u64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[0..4].copy_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
+    b[4..8].copy_from_slice(&errno.to_be_bytes());
+    b[8..16].copy_from_slice(&cookie.to_be_bytes());
+    b
+}
+
+fn chunk_header(flags: u16, kind: u16, cookie: u64, length: u32) -> [u8; 20] {
+    let mut b = [0u8; 20];
+    b[0..4].copy_from_slice(&STRUCTURED_REPLY_MAGIC.to_be_bytes());
+    b[4..6].copy_from_slice(&flags.to_be_bytes());
+    b[6..8].copy_from_slice(&kind.to_be_bytes());
+    b[8..16].copy_from_slice(&cookie.to_be_bytes());
+    b[16..20].copy_from_slice(&length.to_be_bytes());
+    b
+}
+
+fn reply_status(
+    writer: &Mutex<TcpStream>,
+    session: &Session,
+    cookie: u64,
+    result: Result<(), u32>,
+) -> std::io::Result<()> {
+    match result {
+        Ok(()) if session.structured => send(
+            writer,
+            &[&chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_NONE, cookie, 0)],
+        ),
+        Ok(()) => send(writer, &[&simple_header(0, cookie)]),
+        Err(errno) => reply_error(writer, session, cookie, errno),
+    }
+}
+
+fn reply_error(
+    writer: &Mutex<TcpStream>,
+    session: &Session,
+    cookie: u64,
+    errno: u32,
+) -> std::io::Result<()> {
+    if session.structured {
+        let msg = errno_name(errno).as_bytes();
+        let mut body = Vec::with_capacity(6 + msg.len());
+        body.extend_from_slice(&errno.to_be_bytes());
+        body.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+        body.extend_from_slice(msg);
+        let head = chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_ERROR, cookie, body.len() as u32);
+        send(writer, &[&head, &body])
+    } else {
+        send(writer, &[&simple_header(errno, cookie)])
+    }
+}
+
+fn reply_read(
+    writer: &Mutex<TcpStream>,
+    session: &Session,
+    h: &RequestHeader,
+    data: &[u8],
+) -> std::io::Result<()> {
+    if !session.structured {
+        return send(writer, &[&simple_header(0, h.cookie), data]);
+    }
+    if data.is_empty() {
+        return send(
+            writer,
+            &[&chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_NONE, h.cookie, 0)],
+        );
+    }
+    let head = chunk_header(
+        REPLY_FLAG_DONE,
+        REPLY_TYPE_OFFSET_DATA,
+        h.cookie,
+        8 + data.len() as u32,
+    );
+    send(writer, &[&head, &h.offset.to_be_bytes(), data])
+}
+
+fn reply_block_status(
+    writer: &Mutex<TcpStream>,
+    cookie: u64,
+    extents: &[crate::backend::AllocationExtent],
+    one: bool,
+) -> std::io::Result<()> {
+    let mut body = Vec::with_capacity(4 + 8 * extents.len());
+    body.extend_from_slice(&1u32.to_be_bytes());
+    for e in extents.iter().take(if one { 1 } else { extents.len() }) {
+        let flags = match e.state {
+            AllocationState::Zero => STATE_HOLE | STATE_ZERO,
+            _ => 0,
+        };
+        // Extents of one reply never pass the request's u32 length.
+        let len = u32::try_from(e.len).unwrap_or(u32::MAX);
+        body.extend_from_slice(&len.to_be_bytes());
+        body.extend_from_slice(&flags.to_be_bytes());
+    }
+    let head = chunk_header(
+        REPLY_FLAG_DONE,
+        REPLY_TYPE_BLOCK_STATUS,
+        cookie,
+        body.len() as u32,
+    );
+    send(writer, &[&head, &body])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{self, Cursor as IoCursor, Read, Write};
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::MemoryBackend;
+    use crate::nbd::BackendExports;
+
+    /// Client bytes in, server bytes out.
+    struct Mock {
+        input: IoCursor<Vec<u8>>,
+        output: Vec<u8>,
+    }
+
+    impl Read for Mock {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+
+    impl Write for Mock {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.output.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn catalog() -> BackendExports {
+        BackendExports::new().with(
+            "disk",
+            Arc::new(MemoryBackend::new(1 << 20, 512).expect("memory")),
+        )
+    }
+
+    fn option(opt: u32, data: &[u8]) -> Vec<u8> {
+        let mut v = IHAVEOPT.to_be_bytes().to_vec();
+        v.extend_from_slice(&opt.to_be_bytes());
+        v.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        v.extend_from_slice(data);
+        v
+    }
+
+    fn run(input: Vec<u8>) -> (Result<Option<Session>, ConnectionError>, Vec<u8>) {
+        let mut m = Mock {
+            input: IoCursor::new(input),
+            output: Vec::new(),
+        };
+        let r = negotiate(&mut m, &catalog());
+        (r, m.output)
+    }
+
+    fn go(name: &str) -> Vec<u8> {
+        let mut d = string_bytes(name);
+        d.extend_from_slice(&0u16.to_be_bytes());
+        option(OPT_GO, &d)
+    }
+
+    /// The reply types the server sent, in order, after the 18-byte greeting.
+    fn reply_types(out: &[u8]) -> Vec<u32> {
+        let mut c = Cursor::new(&out[18..]);
+        let mut kinds = Vec::new();
+        while let Some(_magic) = c.u64() {
+            let _opt = c.u32();
+            kinds.push(c.u32().expect("type"));
+            let len = c.u32().expect("len") as usize;
+            c.take(len).expect("payload");
+        }
+        kinds
+    }
+
+    #[test]
+    fn go_selects_an_export_with_structured_replies() {
+        let mut input = FLAG_C_FIXED_NEWSTYLE.to_be_bytes().to_vec();
+        input.extend(option(OPT_STRUCTURED_REPLY, &[]));
+        input.extend(go("disk"));
+        let (r, out) = run(input);
+        let session = r.expect("negotiated").expect("a session");
+        assert!(session.structured);
+        assert_eq!(session.size, 1 << 20);
+        assert_eq!(reply_types(&out), [REP_ACK, REP_INFO, REP_INFO, REP_ACK]);
+    }
+
+    #[test]
+    fn option_edge_cases() {
+        let mut input = (FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES)
+            .to_be_bytes()
+            .to_vec();
+        input.extend(go("nope"));
+        input.extend(option(OPT_STARTTLS, &[]));
+        input.extend(option(OPT_EXTENDED_HEADERS, &[]));
+        input.extend(option(OPT_STRUCTURED_REPLY, &[1]));
+        input.extend(option(OPT_SET_META_CONTEXT, &[])); // before structured replies
+        input.extend(option(OPT_LIST, &[1, 2]));
+        input.extend(option(OPT_LIST, &[]));
+        input.extend(option(OPT_GO, &[0, 0, 0, 200])); // name length past the data
+        input.extend(option(OPT_ABORT, &[]));
+        let (r, out) = run(input);
+        assert!(r.expect("clean").is_none(), "abort ends negotiation");
+        assert_eq!(
+            reply_types(&out),
+            [
+                REP_ERR_UNKNOWN,
+                REP_ERR_UNSUP,
+                REP_ERR_UNSUP,
+                REP_ERR_INVALID,
+                REP_ERR_INVALID,
+                REP_ERR_INVALID,
+                REP_SERVER,
+                REP_ACK,
+                REP_ERR_INVALID,
+                REP_ACK,
+            ]
+        );
+    }
+
+    #[test]
+    fn hostile_negotiation_is_a_typed_error() {
+        // Unknown client flags.
+        let (r, _) = run(0xFFu32.to_be_bytes().to_vec());
+        assert!(matches!(r, Err(ConnectionError::Protocol { .. })));
+        // An option longer than the limit.
+        let mut input = 1u32.to_be_bytes().to_vec();
+        input.extend(IHAVEOPT.to_be_bytes());
+        input.extend(OPT_LIST.to_be_bytes());
+        input.extend(u32::MAX.to_be_bytes());
+        let (r, _) = run(input);
+        assert!(matches!(r, Err(ConnectionError::TooLarge { .. })));
+        // Too many options.
+        let mut input = 1u32.to_be_bytes().to_vec();
+        for _ in 0..=MAX_OPTIONS {
+            input.extend(option(99, &[]));
+        }
+        let (r, _) = run(input);
+        assert!(matches!(r, Err(ConnectionError::Protocol { .. })));
+        // EXPORT_NAME of an unknown export closes the connection.
+        let mut input = 1u32.to_be_bytes().to_vec();
+        input.extend(option(OPT_EXPORT_NAME, b"nope"));
+        assert!(run(input).0.is_err());
+        // Truncated input.
+        let (r, _) = run(vec![0, 0]);
+        assert!(matches!(r, Err(ConnectionError::Transport(_))));
+    }
+
+    #[test]
+    fn export_name_sends_size_and_padding() {
+        let mut input = FLAG_C_FIXED_NEWSTYLE.to_be_bytes().to_vec();
+        input.extend(option(OPT_EXPORT_NAME, b"disk"));
+        let (r, out) = run(input);
+        assert!(r.expect("ok").is_some());
+        assert_eq!(out.len(), 18 + 10 + EXPORT_NAME_PADDING);
+        assert_eq!(be64(&out[18..26]), 1 << 20);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Arbitrary client bytes give a session, a clean end or a typed
+        /// error; never a panic.
+        #[test]
+        fn arbitrary_negotiation_bytes_never_panic(
+            flags in prop_oneof![Just(1u32), Just(3u32), any::<u32>()],
+            options in proptest::collection::vec((0u32..16, proptest::collection::vec(any::<u8>(), 0..64)), 0..8),
+            tail in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut input = flags.to_be_bytes().to_vec();
+            for (opt, data) in &options {
+                input.extend(option(*opt, data));
+            }
+            input.extend(tail);
+            let _ = run(input);
+        }
+
+        #[test]
+        fn arbitrary_request_headers_decode_or_name_the_magic(raw in proptest::array::uniform28(any::<u8>())) {
+            match RequestHeader::decode(&raw) {
+                Ok(h) => prop_assert_eq!(h.encode(), raw),
+                Err(magic) => prop_assert_ne!(magic, REQUEST_MAGIC),
+            }
+        }
+    }
+}
