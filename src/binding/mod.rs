@@ -7,6 +7,7 @@ mod control_plane;
 mod error;
 mod events;
 mod id_pool;
+mod journal;
 mod limits;
 mod policy;
 mod queries;
@@ -16,6 +17,10 @@ mod state;
 pub use bind::BindResults;
 pub use control_plane::{ControlPlane, DEFAULT_ID_SEED};
 pub use error::{ControlError, VasaFault};
+pub use journal::{
+    BackendProvider, DEFAULT_COMPACT_EVERY, DEFAULT_MAX_RECORD_BYTES, FileStorage, JOURNAL_VERSION,
+    JournalError, JournalOptions, JournalStorage, MemStorage,
+};
 pub use events::{Event, EventKind, RebindReason};
 pub use limits::Limits;
 pub use policy::{FewestBindings, PeCandidate, PeSelectionPolicy};

@@ -6,6 +6,7 @@ mod backend_conformance;
 mod concurrency;
 mod control_plane;
 mod control_plane_model;
+mod journal;
 mod model;
 mod routing;
 #[cfg(all(feature = "scsi", feature = "interop"))]
