@@ -55,9 +55,9 @@ pub use backend::{
     FileBackend, MemoryBackend,
 };
 pub use binding::{
-    BackendProvider, BindResults, ControlError, ControlPlane, DEFAULT_COMPACT_EVERY, DEFAULT_ID_SEED,
-    DEFAULT_MAX_RECORD_BYTES, Event, EventKind, FewestBindings, FileStorage, JOURNAL_VERSION,
-    JournalError, JournalOptions, JournalStorage, Limits, MemStorage, PeCandidate,
+    BackendProvider, BindResults, ControlError, ControlPlane, DEFAULT_COMPACT_EVERY,
+    DEFAULT_ID_SEED, DEFAULT_MAX_RECORD_BYTES, Event, EventKind, FewestBindings, FileStorage,
+    JOURNAL_VERSION, JournalError, JournalOptions, JournalStorage, Limits, MemStorage, PeCandidate,
     PeSelectionPolicy, RebindReason, StatsSnapshot, VasaFault,
 };
 pub use error::Error;

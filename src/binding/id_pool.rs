@@ -48,7 +48,12 @@ impl IdPool {
     }
 
     /// A pool from [`parts`](Self::parts).
-    pub(crate) fn from_parts(next_fresh: u64, last: u64, fresh_left: bool, freed: Vec<u64>) -> Self {
+    pub(crate) fn from_parts(
+        next_fresh: u64,
+        last: u64,
+        fresh_left: bool,
+        freed: Vec<u64>,
+    ) -> Self {
         Self {
             next_fresh,
             last,

@@ -17,11 +17,11 @@ mod state;
 pub use bind::BindResults;
 pub use control_plane::{ControlPlane, DEFAULT_ID_SEED};
 pub use error::{ControlError, VasaFault};
+pub use events::{Event, EventKind, RebindReason};
 pub use journal::{
     BackendProvider, DEFAULT_COMPACT_EVERY, DEFAULT_MAX_RECORD_BYTES, FileStorage, JOURNAL_VERSION,
     JournalError, JournalOptions, JournalStorage, MemStorage,
 };
-pub use events::{Event, EventKind, RebindReason};
 pub use limits::Limits;
 pub use policy::{FewestBindings, PeCandidate, PeSelectionPolicy};
 pub use queries::StatsSnapshot;

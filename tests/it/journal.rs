@@ -84,7 +84,9 @@ pub(crate) fn fingerprint(plane: &ControlPlane) -> String {
 /// The storm's fixed topology: small secondary-id spaces so ids are freed
 /// and reused (FIFO order matters) all the time.
 fn setup(plane: &ControlPlane) -> (Vec<HostId>, Vec<VvolId>) {
-    let array = plane.add_array(ArraySpec::new("array-a", 0x00_1a_2b)).unwrap();
+    let array = plane
+        .add_array(ArraySpec::new("array-a", 0x00_1a_2b))
+        .unwrap();
     let c = plane
         .add_container(array, ContainerSpec::new("gold", Protocol::Scsi, 1 << 40))
         .unwrap();
@@ -92,7 +94,10 @@ fn setup(plane: &ControlPlane) -> (Vec<HostId>, Vec<VvolId>) {
     let pes: Vec<PeId> = (0..2)
         .map(|i| {
             plane
-                .add_pe(array, PeSpec::scsi(naa(i), 200 + i as u16).with_secondary_ids(space))
+                .add_pe(
+                    array,
+                    PeSpec::scsi(naa(i), 200 + i as u16).with_secondary_ids(space),
+                )
                 .unwrap()
         })
         .collect();
@@ -104,13 +109,19 @@ fn setup(plane: &ControlPlane) -> (Vec<HostId>, Vec<VvolId>) {
         })
         .collect();
     let vvols = (0..10)
-        .map(|_| plane.create_vvol(c, VvolSpec::new(VvolType::Data, 1 << 20)).unwrap())
+        .map(|_| {
+            plane
+                .create_vvol(c, VvolSpec::new(VvolType::Data, 1 << 20))
+                .unwrap()
+        })
         .collect();
     (hosts, vvols)
 }
 
 fn mix(i: u64) -> u64 {
-    let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mut z = i
+        .wrapping_add(0x9E37_79B9_7F4A_7C15)
+        .wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 31)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 29)
 }
@@ -118,7 +129,12 @@ fn mix(i: u64) -> u64 {
 /// Storm operation `i`, chosen from `i` and the current state (so the same
 /// sequence replays the same on any plane in the same state). `Err` only
 /// for journal errors: the operation was not acknowledged.
-fn storm_op(plane: &ControlPlane, hosts: &[HostId], vvols: &[VvolId], i: u64) -> Result<(), ControlError> {
+fn storm_op(
+    plane: &ControlPlane,
+    hosts: &[HostId],
+    vvols: &[VvolId],
+    i: u64,
+) -> Result<(), ControlError> {
     let r = mix(i);
     let host = hosts[(r % hosts.len() as u64) as usize];
     let pick = |k: u64| vvols[((r >> (8 + 4 * k)) % vvols.len() as u64) as usize];
@@ -137,7 +153,9 @@ fn storm_op(plane: &ControlPlane, hosts: &[HostId], vvols: &[VvolId], i: u64) ->
             plane.unbind(host, b.handle, UnbindContext::Normal)
         }
         8 => plane.unbind_all_from_host(host).map(drop),
-        _ => plane.bind(host, &[pick(0)], BindContext::RebindStart).map(drop),
+        _ => plane
+            .bind(host, &[pick(0)], BindContext::RebindStart)
+            .map(drop),
     };
     match res {
         Err(e @ ControlError::Journal(_)) => Err(e),
@@ -220,7 +238,9 @@ fn round_trip_rebuilds_every_query_and_the_next_bind() {
     // A rebind in progress on a draining PE.
     let old = a[2].as_ref().unwrap();
     let ev = plane.drain_pe(old.pe).unwrap();
-    plane.bind(h0, &vvols[2..3], BindContext::RebindStart).unwrap();
+    plane
+        .bind(h0, &vvols[2..3], BindContext::RebindStart)
+        .unwrap();
     plane.resize_vvol(vvols[9], 2 << 20).unwrap();
     let last = plane.last_event_id();
     assert!(last >= ev);
@@ -287,11 +307,20 @@ fn journal_limits_have_typed_errors() {
     assert_eq!(plane.host(h).unwrap().name, "esx");
     drop(plane);
     // Reading a record larger than the limit is a typed error too.
-    let big = ControlPlane::with_journal(Box::new(mem), limits(), JournalOptions::default().with_max_record_bytes(8));
-    assert!(matches!(big, Err(JournalError::RecordTooLarge { max: 8, .. })));
+    let big = ControlPlane::with_journal(
+        Box::new(mem),
+        limits(),
+        JournalOptions::default().with_max_record_bytes(8),
+    );
+    assert!(matches!(
+        big,
+        Err(JournalError::RecordTooLarge { max: 8, .. })
+    ));
     // Corruption before the tail is an error, never applied.
     let mem = MemStorage::new();
-    let plane = ControlPlane::with_journal(Box::new(mem.clone()), limits(), JournalOptions::default()).unwrap();
+    let plane =
+        ControlPlane::with_journal(Box::new(mem.clone()), limits(), JournalOptions::default())
+            .unwrap();
     plane.add_host("a").unwrap();
     plane.add_host("b").unwrap();
     drop(plane);
@@ -308,7 +337,11 @@ fn journal_limits_have_typed_errors() {
     assert!(plane.host(HostId(0)).is_ok() && plane.host(HostId(1)).is_err());
     bytes[at] ^= 0xFF;
     bytes[12] ^= 0xFF; // inside the header record
-    let err = ControlPlane::with_journal(Box::new(MemStorage::from_bytes(bytes)), limits(), JournalOptions::default());
+    let err = ControlPlane::with_journal(
+        Box::new(MemStorage::from_bytes(bytes)),
+        limits(),
+        JournalOptions::default(),
+    );
     assert!(matches!(err, Err(JournalError::Corrupt { .. })));
 }
 
@@ -317,17 +350,29 @@ fn explicit_backends_need_a_provider() {
     #[derive(Debug)]
     struct Fresh;
     impl BackendProvider for Fresh {
-        fn backend(&self, _: VvolId, cap: u64, bs: u32) -> Option<std::sync::Arc<dyn BlockBackend>> {
+        fn backend(
+            &self,
+            _: VvolId,
+            cap: u64,
+            bs: u32,
+        ) -> Option<std::sync::Arc<dyn BlockBackend>> {
             Some(std::sync::Arc::new(MemoryBackend::new(cap, bs).unwrap()))
         }
     }
     let mem = MemStorage::new();
-    let plane = ControlPlane::with_journal(Box::new(mem.clone()), limits(), JournalOptions::default()).unwrap();
+    let plane =
+        ControlPlane::with_journal(Box::new(mem.clone()), limits(), JournalOptions::default())
+            .unwrap();
     let array = plane.add_array(ArraySpec::new("a", 1)).unwrap();
-    let c = plane.add_container(array, ContainerSpec::new("c", Protocol::Scsi, 1 << 30)).unwrap();
+    let c = plane
+        .add_container(array, ContainerSpec::new("c", Protocol::Scsi, 1 << 30))
+        .unwrap();
     let backend = std::sync::Arc::new(MemoryBackend::new(1 << 20, 512).unwrap());
     let v = plane
-        .create_vvol(c, VvolSpec::new(VvolType::Data, 1 << 20).with_backend(backend))
+        .create_vvol(
+            c,
+            VvolSpec::new(VvolType::Data, 1 << 20).with_backend(backend),
+        )
         .unwrap();
     drop(plane);
     let image = mem.power_cut(0, None);
@@ -347,11 +392,8 @@ fn explicit_backends_need_a_provider() {
     assert_eq!(plane.vvol(v).unwrap().capacity_bytes, 1 << 20);
     plane.compact_journal().unwrap();
     // Other limits are refused.
-    let err = ControlPlane::with_journal(
-        Box::new(mem),
-        Limits::default(),
-        JournalOptions::default(),
-    );
+    let err =
+        ControlPlane::with_journal(Box::new(mem), Limits::default(), JournalOptions::default());
     assert!(matches!(err, Err(JournalError::LimitsMismatch { .. })));
 }
 
@@ -432,7 +474,9 @@ fn storm_child() {
         )
         .unwrap();
         for i in start..start + 100_000 {
-            backend.write_at((i % BLOCKS) * 512, &block_of(i), i % 2 == 0).unwrap();
+            backend
+                .write_at((i % BLOCKS) * 512, &block_of(i), i % 2 == 0)
+                .unwrap();
             if i % 2 == 1 {
                 backend.flush().unwrap();
             }
@@ -442,7 +486,8 @@ fn storm_child() {
         }
         return;
     }
-    let plane = ControlPlane::open_durable(Path::new(&dir).join("j"), limits(), child_opts()).unwrap();
+    let plane =
+        ControlPlane::open_durable(Path::new(&dir).join("j"), limits(), child_opts()).unwrap();
     let hosts: Vec<HostId> = (0..3).map(HostId).collect();
     let array = plane.arrays()[0];
     let c = plane.array(array).unwrap().containers[0];
@@ -462,7 +507,12 @@ fn storm_child() {
 /// returns the last acknowledged index (if any).
 fn run_and_kill(dir: &Path, kind: &str, start: u64, after: u64) -> Option<u64> {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "journal::storm_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "journal::storm_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir)
         .env(CHILD_START, start.to_string())
         .env(CHILD_KIND, kind)
@@ -495,7 +545,8 @@ fn run_and_kill(dir: &Path, kind: &str, start: u64, after: u64) -> Option<u64> {
 fn sigkill_during_a_bind_storm_loses_no_acknowledged_operation() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let plane = ControlPlane::open_durable(dir.path().join("j"), limits(), child_opts()).unwrap();
+        let plane =
+            ControlPlane::open_durable(dir.path().join("j"), limits(), child_opts()).unwrap();
         setup(&plane);
     }
     let mut model = Model::new();
@@ -526,7 +577,8 @@ fn file_backend_data_flushed_or_fua_survives_sigkill() {
     for kill in 0..5u64 {
         let after = 20 + mix(kill) % 200;
         let acked = run_and_kill(dir.path(), "file", done, after).map_or(done, |i| i + 1);
-        let backend = FileBackend::open(dir.path().join("data"), FileBackendOptions::default()).unwrap();
+        let backend =
+            FileBackend::open(dir.path().join("data"), FileBackendOptions::default()).unwrap();
         for b in 0..BLOCKS.min(acked) {
             // The last acknowledged write to block b, or the one in flight.
             let last = (0..acked).rev().find(|i| i % BLOCKS == b).unwrap();

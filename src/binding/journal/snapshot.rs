@@ -9,8 +9,7 @@ use smallvec::SmallVec;
 use super::codec::{Reader, Writer};
 use super::ops::{
     TAG_SNAPSHOT, get_array_spec, get_container_spec, get_pe_spec, pe_state_code, pe_state_from,
-    put_array_spec, put_container_spec, put_pe_spec, restore_backend,
-    vtype_code, vtype_from,
+    put_array_spec, put_container_spec, put_pe_spec, restore_backend, vtype_code, vtype_from,
 };
 use super::{BackendProvider, JournalError, get_limits, put_limits};
 use crate::binding::control_plane::ControlPlane;
@@ -19,9 +18,7 @@ use crate::binding::state::{
     ArrayState, BindingEntry, ContainerState, HostState, PeEntry, State, VvolEntry,
 };
 use crate::binding::{Limits, PeSelectionPolicy};
-use crate::model::{
-    ArrayId, ContainerId, Generation, HostId, PeId, SecondaryId, VvolId, VvolKey,
-};
+use crate::model::{ArrayId, ContainerId, Generation, HostId, PeId, SecondaryId, VvolId, VvolKey};
 use crate::router::{TableState, VolumeCore};
 
 fn put_pool(w: &mut Writer, p: &IdPool) {
