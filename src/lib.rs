@@ -57,8 +57,10 @@ pub use backend::{
     FileBackend, MemoryBackend,
 };
 pub use binding::{
-    BindResults, ControlError, ControlPlane, DEFAULT_ID_SEED, Event, EventKind, FewestBindings,
-    Limits, PeCandidate, PeSelectionPolicy, RebindReason, StatsSnapshot, VasaFault,
+    BackendProvider, BindResults, ControlError, ControlPlane, DEFAULT_COMPACT_EVERY,
+    DEFAULT_ID_SEED, DEFAULT_MAX_RECORD_BYTES, Event, EventKind, FewestBindings, FileStorage,
+    JOURNAL_VERSION, JournalError, JournalOptions, JournalStorage, Limits, MemStorage, PeCandidate,
+    PeSelectionPolicy, RebindReason, StatsSnapshot, VasaFault,
 };
 pub use error::Error;
 pub use model::*;

@@ -1,6 +1,7 @@
 //! Bind and unbind with VASA semantics.
 
 use super::control_plane::ControlPlane;
+use super::journal::Op;
 use super::state::{BindingKey, State};
 use super::{ControlError, PeCandidate};
 use crate::model::{
@@ -78,6 +79,7 @@ impl ControlPlane {
                 protocol: c.spec.protocol(),
             });
         }
+        let rec = self.journal_begin(|| Op::Bind(host, vvols.to_vec(), context))?;
         let results = vvols
             .iter()
             .map(|&vvol| {
@@ -91,6 +93,7 @@ impl ControlPlane {
                 Ok(st.handle(key))
             })
             .collect();
+        self.journal_commit(&st, rec)?;
         Ok(results)
     }
 
@@ -209,7 +212,9 @@ impl ControlPlane {
             return Err(ControlError::HandleNotFound { host, handle });
         }
         if context != UnbindContext::RebindStart {
+            let rec = self.journal_begin(|| Op::Unbind(host, handle, context))?;
             st.release(&self.router, host, key, false);
+            self.journal_commit(&st, rec)?;
         }
         Ok(())
     }
@@ -224,9 +229,11 @@ impl ControlPlane {
         let mut keys: Vec<BindingKey> = st.host(host)?.bindings.iter().copied().collect();
         // In handle order, so the freed ids are reused in a predictable order.
         keys.sort_unstable();
+        let rec = self.journal_begin(|| Op::UnbindAllFromHost(host))?;
         for &key in &keys {
             st.release(&self.router, host, key, true);
         }
+        self.journal_commit(&st, rec)?;
         Ok(keys.len())
     }
 
@@ -238,9 +245,11 @@ impl ControlPlane {
     pub fn unbind_from_all_hosts(&self, vvol: VvolId) -> Result<usize, ControlError> {
         let mut st = self.lock();
         let keys: Vec<BindingKey> = st.vvol(vvol)?.bindings.to_vec();
+        let rec = self.journal_begin(|| Op::UnbindFromAllHosts(vvol))?;
         for &key in &keys {
             release_all_hosts(&mut st, &self.router, key);
         }
+        self.journal_commit(&st, rec)?;
         Ok(keys.len())
     }
 }

@@ -10,6 +10,7 @@ use smallvec::SmallVec;
 
 use super::events::{EventKind, EventLog};
 use super::id_pool::IdPool;
+use super::journal::Op;
 use super::state::{ArrayState, ContainerState, HostState, PeEntry, State, VvolEntry};
 use super::{ControlError, FewestBindings, Limits, PeSelectionPolicy};
 use crate::backend::{BlockBackend, MemoryBackend};
@@ -53,6 +54,8 @@ pub struct ControlPlane {
     pub(super) router: Arc<Router>,
     pub(super) policy: Box<dyn PeSelectionPolicy>,
     pub(super) limits: Limits,
+    /// The journal of a durable plane (`open_durable`); `None` otherwise.
+    pub(super) journal: Option<parking_lot::Mutex<super::journal::Journal>>,
 }
 
 impl fmt::Debug for ControlPlane {
@@ -94,13 +97,21 @@ impl ControlPlane {
             router: Arc::new(Router::new(limits.max_pes)),
             policy,
             limits,
+            journal: None,
         }
     }
 
     /// Reseeds the generator of vVol ids (for vVols created without one).
     #[must_use]
     pub fn with_id_seed(self, seed: u64) -> Self {
-        self.state.lock().rng = seed;
+        let mut st = self.state.lock();
+        st.rng = seed;
+        // On a durable plane a failed record poisons the journal, so the
+        // next mutation reports it.
+        if let Ok(rec) = self.journal_begin(|| Op::Seed(seed)) {
+            let _ = self.journal_commit(&st, rec);
+        }
+        drop(st);
         self
     }
 
@@ -144,6 +155,7 @@ impl ControlPlane {
         if st.arrays.values().any(|a| a.spec.name() == spec.name()) {
             return Err(duplicate("array", spec.name()));
         }
+        let rec = self.journal_begin(|| Op::AddArray(spec.clone()))?;
         let id = ArrayId(st.next_array);
         st.next_array += 1;
         st.arrays.insert(
@@ -154,6 +166,7 @@ impl ControlPlane {
                 pes: BTreeSet::new(),
             },
         );
+        self.journal_commit(&st, rec)?;
         Ok(id)
     }
 
@@ -181,6 +194,7 @@ impl ControlPlane {
         if st.next_container >= self.limits.max_containers {
             return Err(too_many("containers", self.limits.max_containers));
         }
+        let rec = self.journal_begin(|| Op::AddContainer(array, spec.clone()))?;
         let id = ContainerId(st.next_container);
         st.next_container += 1;
         st.containers.insert(
@@ -197,6 +211,7 @@ impl ControlPlane {
             .expect("checked above")
             .containers
             .insert(id);
+        self.journal_commit(&st, rec)?;
         Ok(id)
     }
 
@@ -214,11 +229,12 @@ impl ControlPlane {
             });
         }
         let array = c.array;
+        let rec = self.journal_begin(|| Op::RemoveContainer(id))?;
         st.containers.remove(&id);
         if let Some(a) = st.arrays.get_mut(&array) {
             a.containers.remove(&id);
         }
-        Ok(())
+        self.journal_commit(&st, rec)
     }
 
     /// Adds a PE to `array`. It serves every container of the array with its
@@ -261,6 +277,7 @@ impl ControlPlane {
         if st.next_pe >= self.limits.max_pes {
             return Err(too_many("PEs", self.limits.max_pes));
         }
+        let rec = self.journal_begin(|| Op::AddPe(array, spec.clone()))?;
         let id = PeId(st.next_pe);
         st.next_pe += 1;
         let space = spec.secondary_ids();
@@ -280,6 +297,7 @@ impl ControlPlane {
             .expect("checked above")
             .pes
             .insert(id);
+        self.journal_commit(&st, rec)?;
         Ok(id)
     }
 
@@ -293,8 +311,9 @@ impl ControlPlane {
         if bindings > 0 {
             return Err(ControlError::PeBound { pe, bindings });
         }
+        let rec = self.journal_begin(|| Op::RemovePe(pe))?;
         st.remove_pe(&self.router, pe);
-        Ok(())
+        self.journal_commit(&st, rec)
     }
 
     /// Adds a host with an empty PE context.
@@ -311,6 +330,7 @@ impl ControlPlane {
         if st.next_host >= self.limits.max_hosts {
             return Err(too_many("hosts", self.limits.max_hosts));
         }
+        let rec = self.journal_begin(|| Op::AddHost(name.to_owned()))?;
         let id = HostId(st.next_host);
         st.next_host += 1;
         st.hosts.insert(
@@ -321,6 +341,7 @@ impl ControlPlane {
                 bindings: HashSet::new(),
             },
         );
+        self.journal_commit(&st, rec)?;
         Ok(id)
     }
 
@@ -333,8 +354,9 @@ impl ControlPlane {
         if let Some(key) = st.host(host)?.bindings.iter().min() {
             return Err(ControlError::HostBoundOnPe { host, pe: key.0 });
         }
+        let rec = self.journal_begin(|| Op::RemoveHost(host))?;
         st.hosts.remove(&host);
-        Ok(())
+        self.journal_commit(&st, rec)
     }
 
     /// Sets the PEs `host` can see (VASA `setPEContext`), replacing the
@@ -358,8 +380,9 @@ impl ControlPlane {
         if let Some(key) = h.bindings.iter().filter(|k| !new.contains(&k.0)).min() {
             return Err(ControlError::HostBoundOnPe { host, pe: key.0 });
         }
+        let rec = self.journal_begin(|| Op::SetPeContext(host, pes.to_vec()))?;
         st.hosts.get_mut(&host).expect("checked above").pe_context = new;
-        Ok(())
+        self.journal_commit(&st, rec)
     }
 
     /// Creates a vVol in `container` and returns its id.
@@ -389,6 +412,15 @@ impl ControlPlane {
         if st.vvol_keys.is_exhausted() {
             return Err(too_many("vVols", self.limits.max_vvols));
         }
+        let rec = self.journal_begin(|| Op::CreateVvol {
+            container,
+            vtype: spec.vtype,
+            capacity_bytes: spec.capacity_bytes,
+            logical_block_size: spec.logical_block_size,
+            id,
+            generated: spec.id.is_none(),
+            explicit_backend: spec.backend.is_some(),
+        })?;
         let backend = match spec.backend {
             Some(backend) => {
                 let bs = backend.logical_block_size();
@@ -434,6 +466,7 @@ impl ControlPlane {
         let c = st.containers.get_mut(&container).expect("checked above");
         c.used_bytes += spec.capacity_bytes;
         c.vvols += 1;
+        self.journal_commit(&st, rec)?;
         Ok(id)
     }
 
@@ -451,6 +484,7 @@ impl ControlPlane {
                 bindings: v.bindings.len(),
             });
         }
+        let rec = self.journal_begin(|| Op::DeleteVvol(vvol))?;
         let v = st.vvols.remove(&vvol).expect("checked above");
         st.vvol_keys.free(u64::from(v.core.key.0));
         st.keys.remove(&v.core.key);
@@ -458,7 +492,7 @@ impl ControlPlane {
             c.used_bytes -= v.core.capacity_bytes();
             c.vvols -= 1;
         }
-        Ok(())
+        self.journal_commit(&st, rec)
     }
 
     /// Grows a vVol to `new_capacity_bytes` (a multiple of 1 MiB) within its
@@ -486,6 +520,7 @@ impl ControlPlane {
         }
         let container = v.container;
         check_fits(container, st.container(container)?, new_capacity_bytes, old)?;
+        let rec = self.journal_begin(|| Op::ResizeVvol(vvol, new_capacity_bytes))?;
         let core = Arc::clone(&v.core);
         if core.backend.capacity_bytes() < new_capacity_bytes {
             core.backend.resize(new_capacity_bytes)?;
@@ -499,7 +534,7 @@ impl ControlPlane {
             vvol,
             capacity_bytes: new_capacity_bytes,
         });
-        Ok(())
+        self.journal_commit(&st, rec)
     }
 }
 

@@ -229,6 +229,9 @@ pub enum ControlError {
     /// The backend failed while creating or resizing a vVol.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// The journal of a durable control plane refused or failed the call.
+    #[error(transparent)]
+    Journal(#[from] super::JournalError),
     /// The caller fell behind the retained event window.
     #[error("events after {requested} were dropped; the oldest kept is {oldest}")]
     LostEvent {
@@ -272,7 +275,7 @@ impl ControlError {
             | E::ContainerNotEmpty { .. } => VasaFault::ResourceInUse,
             E::QuotaExceeded { .. } | E::SecondaryIdsExhausted { .. } => VasaFault::OutOfResource,
             E::LostEvent { .. } => VasaFault::LostEvent,
-            E::NoEligiblePe { .. } | E::Backend(_) => VasaFault::StorageFault,
+            E::NoEligiblePe { .. } | E::Backend(_) | E::Journal(_) => VasaFault::StorageFault,
         }
     }
 }

@@ -101,6 +101,13 @@ impl EventLog {
             .collect())
     }
 
+    /// Drops every kept event and continues numbering after `last_id`
+    /// (on reopen: older ids answer lost-event, never wrong events).
+    pub(crate) fn resume(&mut self, last_id: u64) {
+        self.events.clear();
+        self.next_id = last_id + 1;
+    }
+
     pub(crate) fn last_id(&self) -> EventId {
         EventId(self.next_id - 1)
     }

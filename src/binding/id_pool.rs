@@ -42,6 +42,26 @@ impl IdPool {
         self.freed.push_back(id);
     }
 
+    /// The pool's parts, for journal snapshots.
+    pub(crate) fn parts(&self) -> (u64, u64, bool, &VecDeque<u64>) {
+        (self.next_fresh, self.last, self.fresh_left, &self.freed)
+    }
+
+    /// A pool from [`parts`](Self::parts).
+    pub(crate) fn from_parts(
+        next_fresh: u64,
+        last: u64,
+        fresh_left: bool,
+        freed: Vec<u64>,
+    ) -> Self {
+        Self {
+            next_fresh,
+            last,
+            fresh_left,
+            freed: freed.into(),
+        }
+    }
+
     pub(crate) fn is_exhausted(&self) -> bool {
         !self.fresh_left && self.freed.is_empty()
     }

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use super::ControlError;
 use super::control_plane::ControlPlane;
 use super::events::{EventKind, RebindReason};
+use super::journal::Op;
 use crate::model::{EventId, PeId, PeState, VvolId};
 use crate::router::TableState;
 
@@ -52,6 +53,10 @@ impl ControlPlane {
             .filter(|(k, _)| k.0 == pe)
             .map(|(_, b)| b.vvol)
             .collect();
+        let rec = self.journal_begin(|| match reason {
+            RebindReason::Drain => Op::DrainPe(pe),
+            _ => Op::FailPe(pe),
+        })?;
         st.pes.get_mut(&pe).expect("checked above").state = state;
         self.router.set_pe_state(pe, TableState::from(state));
         let id = st.events.push(EventKind::Rebind {
@@ -63,6 +68,7 @@ impl ControlPlane {
         if bindings == 0 {
             st.remove_pe(&self.router, pe);
         }
+        self.journal_commit(&st, rec)?;
         Ok(id)
     }
 }

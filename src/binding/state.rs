@@ -139,6 +139,11 @@ impl State {
         })
     }
 
+    /// Publishes an existing binding (restoring a journal snapshot).
+    pub(crate) fn republish(&self, router: &Router, key: BindingKey) {
+        router.publish(key.0, key.1, self.live(key));
+    }
+
     pub(crate) fn handle(&self, key: BindingKey) -> BindHandle {
         BindHandle {
             pe: key.0,

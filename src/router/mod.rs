@@ -159,6 +159,19 @@ impl Router {
         }
     }
 
+    /// The generation last published at a slot (0 if never).
+    pub(crate) fn slot_generation(&self, pe: PeId, sid: SecondaryId) -> Generation {
+        self.table(pe)
+            .and_then(|t| t.word(sid))
+            .map_or(Generation(0), |w| w.generation)
+    }
+
+    pub(crate) fn restore_retired(&self, pe: PeId, sid: SecondaryId, generation: Generation) {
+        if let Some(table) = self.table(pe) {
+            table.restore_retired(sid, generation);
+        }
+    }
+
     pub(crate) fn retire(&self, pe: PeId, sid: SecondaryId) {
         if let Some(table) = self.table(pe) {
             table.retire(sid);

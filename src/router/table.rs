@@ -194,6 +194,14 @@ impl PeTable {
         }
     }
 
+    /// Sets an empty slot's generation (restoring a journal snapshot).
+    pub(crate) fn restore_retired(&self, sid: SecondaryId, generation: Generation) {
+        if let Some(slot) = self.slot_or_create(sid) {
+            slot.word
+                .store(Word::encode(generation, None), Ordering::Release);
+        }
+    }
+
     /// The generation the next binding at `sid` gets: one more than the
     /// slot's last, skipping 0 on wrap-around.
     pub(crate) fn next_generation(&self, sid: SecondaryId) -> Generation {

@@ -6,6 +6,7 @@ mod backend_conformance;
 mod concurrency;
 mod control_plane;
 mod control_plane_model;
+mod journal;
 mod model;
 #[cfg(feature = "nbd")]
 mod nbd;
