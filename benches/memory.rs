@@ -58,7 +58,10 @@ fn plane(total: u64) -> (ControlPlane, vvol::ContainerId, HostId) {
         .map(|i| {
             let naa = Naa::from_parts(0x1a2b, 1, i + 1).unwrap();
             plane
-                .add_pe(array, PeSpec::scsi(naa, i as u16 + 1).with_secondary_ids(space))
+                .add_pe(
+                    array,
+                    PeSpec::scsi(naa, i as u16 + 1).with_secondary_ids(space),
+                )
                 .unwrap()
         })
         .collect();
@@ -128,7 +131,10 @@ fn main() {
     let records = (l4 - l3) as f64;
     println!("memory.bindings {n}");
     println!("memory.batch {BATCH}");
-    println!("memory.bind_total_bytes_per_binding {:.2}", (l2 - l1) as f64 / n_f);
+    println!(
+        "memory.bind_total_bytes_per_binding {:.2}",
+        (l2 - l1) as f64 / n_f
+    );
     println!("memory.record_bytes_per_binding {:.2}", records / n_f);
     println!("memory.slot_bytes_per_binding {:.2}", slots / n_f);
     println!(
@@ -136,6 +142,9 @@ fn main() {
         (slots + records) / n_f
     );
     println!("memory.slot_bytes_reported_by_router {estimate}");
-    println!("memory.setup_bind_ns_per_binding {:.0}", bind_secs * 1e9 / n_f);
+    println!(
+        "memory.setup_bind_ns_per_binding {:.0}",
+        bind_secs * 1e9 / n_f
+    );
     println!("memory.heap_bytes_before_drop {before_drop}");
 }

@@ -9,7 +9,8 @@
 //!   or one reader while one thread binds and unbinds; per-lookup cost of a
 //!   reader.
 //! - `io_{4k,64k}/{read,write}_{direct,routed}`: routed I/O against the same
-//!   call on the `MemoryBackend` directly.
+//!   call on the `MemoryBackend` directly, and the direct read plus 8
+//!   uncontended atomic read-modify-writes (the routed path's count).
 //! - `bind_storm/{bind,unbind}`: 10,000 vVols bound once each by one of 8
 //!   hosts in batches of 16, then all unbound. There is no durable journal
 //!   yet, so there is no journal-on variant.
@@ -24,8 +25,8 @@
 mod fixture;
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -230,7 +231,7 @@ fn probes(f: &Fixture) -> Probes {
     let miss = (0..PROBES)
         .map(|_| {
             let pe = f.pes[rng.below(f.pes.len())].get();
-            if rng.next() % 2 == 0 {
+            if rng.next().is_multiple_of(2) {
                 Probe {
                     pe,
                     sid: f.first_id + f.per_pe + rng.below(1024) as u64,
@@ -307,6 +308,8 @@ fn resolve_mt(c: &mut Criterion, label: &str, f: &Fixture, maps: &Maps, hits: &[
         .iter()
         .map(|t| t.iter().map(|&v| AtomicU64::new(v)).collect())
         .collect();
+    // The churned handles, carried from one sample to the next.
+    let churned = parking_lot::Mutex::new(f.handles[..f.handles.len().min(64)].to_vec());
     let mut g = c.benchmark_group(format!("resolve_mt_{label}"));
     g.throughput(Throughput::Elements(LOOKUPS as u64));
     for s in Structure::ALL {
@@ -350,7 +353,8 @@ fn resolve_mt(c: &mut Criterion, label: &str, f: &Fixture, maps: &Maps, hits: &[
                 std::thread::scope(|scope| {
                     let stop = &stop;
                     let dense_atomic = &dense_atomic;
-                    scope.spawn(move || churn(s, f, maps, dense_atomic, stop));
+                    let churned = &churned;
+                    scope.spawn(move || churn(s, f, maps, dense_atomic, &mut churned.lock(), stop));
                     let start = Instant::now();
                     let mut at = 0;
                     for _ in 0..iters {
@@ -393,10 +397,10 @@ fn churn(
     f: &Fixture,
     maps: &Maps,
     dense_atomic: &[Vec<AtomicU64>],
+    handles: &mut [BindHandle],
     stop: &AtomicBool,
 ) {
-    let n = f.handles.len().min(64);
-    let mut handles: Vec<BindHandle> = f.handles[..n].to_vec();
+    let n = handles.len();
     let mut i = 0;
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -486,6 +490,18 @@ fn io(c: &mut Criterion) {
                     .unwrap()
             })
         });
+        // Calibration: the direct read plus 8 uncontended atomic RMWs on
+        // separate cache lines, the count routed I/O does (queue in and out,
+        // arc-swap pin and unpin, 2 PE and 2 vVol counters).
+        let rmw: Vec<Padded> = (0..8).map(|_| Padded::default()).collect();
+        g.bench_function("read_direct_plus_8_rmw", |b| {
+            b.iter(|| {
+                backend.read_at(black_box(0), &mut buf).unwrap();
+                for a in &rmw {
+                    a.0.fetch_add(1, Ordering::AcqRel);
+                }
+            })
+        });
         g.bench_function("write_direct", |b| {
             b.iter(|| backend.write_at(black_box(0), &data, false).unwrap())
         });
@@ -499,6 +515,11 @@ fn io(c: &mut Criterion) {
         g.finish();
     }
 }
+
+/// An atomic alone on its cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded(AtomicU64);
 
 /// Vvols and hosts of the bind storm.
 const STORM_VVOLS: usize = 10_000;

@@ -117,13 +117,12 @@ impl Router {
             secondary_id: handle.secondary_id,
             generation: handle.generation,
         };
-        let slot = table
-            .slot(handle.secondary_id)
+        let binding = table
+            .binding(handle.secondary_id)
             .ok_or_else(|| fail(not_bound()))?;
-        let binding = slot.binding();
         match binding.as_deref() {
             Some(b) if b.generation == handle.generation => {
-                if !b.hosts.contains(&host) {
+                if !b.admits(host) {
                     b.volume.counters.record_error();
                     return Err(fail(RouteError::AccessDenied {
                         host,
