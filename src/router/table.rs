@@ -23,9 +23,10 @@ use crate::model::{Generation, PeState, SecondaryId, SecondaryIdSpace, VvolKey};
 
 /// Slots allocated together when the first id of their range is handed out.
 ///
-/// 4096: a chunk's words are then 32 KiB contiguous, so resolving at 1M
-/// bindings touches about as many pages as a plain `Vec<u64>` (with 512 the
-/// 4 KiB of words straddled two pages; BENCHMARKS.md).
+/// 4096: a chunk's words are then 32 KiB contiguous, so that resolving at 1M
+/// bindings should touch about as many pages as a plain `Vec<u64>` (with 512,
+/// 4 KiB of words at a malloc offset straddle two pages). Costs 64 KiB on a
+/// PE's first binding in each 4096-id range.
 pub const SLOT_CHUNK: u64 = 4096;
 
 const EMPTY_LOW: u64 = 0;
