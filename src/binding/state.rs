@@ -132,11 +132,11 @@ impl State {
     fn live(&self, key: BindingKey) -> Arc<LiveBinding> {
         let entry = &self.bindings[&key];
         let volume = Arc::clone(&self.vvols[&entry.vvol].core);
-        Arc::new(LiveBinding {
+        Arc::new(LiveBinding::new(
             volume,
-            generation: entry.generation,
-            hosts: entry.hosts.iter().map(|(h, _)| *h).collect(),
-        })
+            entry.generation,
+            entry.hosts.iter().map(|(h, _)| *h),
+        ))
     }
 
     /// Publishes an existing binding (restoring a journal snapshot).

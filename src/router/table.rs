@@ -1,13 +1,14 @@
 //! The dense slot table of one PE.
 //!
 //! A slot holds two things, written only by the control plane (under its
-//! lock) and read without any lock by the data plane:
+//! lock) and read without any lock by the data plane (kept in two arrays per
+//! chunk, so that resolving touches only words):
 //! - `word`: `generation << 32 | (vvol key + 1)`, low half 0 when empty. One
 //!   acquire load answers [`Router::resolve`](super::Router::resolve).
 //! - `binding`: the [`LiveBinding`] that routed I/O pins for its duration.
 //!
 //! Publishing stores `binding` before `word`; retiring clears `word` before
-//! `binding`. Slots live in chunks of [`SLOT_CHUNK`] allocated on first use,
+//! `binding`. Slots live in chunks of [`SLOT_CHUNK`] allocated whole on first use,
 //! so a PE configured for millions of ids costs memory only for the ids it
 //! has handed out.
 
@@ -21,6 +22,12 @@ use super::volume::LiveBinding;
 use crate::model::{Generation, PeState, SecondaryId, SecondaryIdSpace, VvolKey};
 
 /// Slots allocated together when the first id of their range is handed out.
+///
+/// 512: every slot holds an `arc-swap` cell whose drop settles debts with
+/// every thread that ever loaded through arc-swap, so dropping a chunk costs
+/// O(slots x threads); a 4096-slot chunk made a test suite that builds many
+/// routers 5x slower. A larger chunk (fewer TLB pages at 1M bindings) was
+/// not measurably faster on this machine (BENCHMARKS.md).
 pub const SLOT_CHUNK: u64 = 512;
 
 const EMPTY_LOW: u64 = 0;
@@ -45,15 +52,23 @@ impl From<PeState> for TableState {
     }
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Slot {
-    word: AtomicU64,
-    binding: ArcSwapOption<LiveBinding>,
+/// `SLOT_CHUNK` slots: their words together, so that `resolve` touches 8
+/// bytes a slot (as dense as a plain `Vec<u64>`), and the bindings that I/O
+/// pins beside them.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    words: [AtomicU64; CHUNK_LEN],
+    bindings: [ArcSwapOption<LiveBinding>; CHUNK_LEN],
 }
 
-impl Slot {
-    pub(crate) fn binding(&self) -> arc_swap::Guard<Option<Arc<LiveBinding>>> {
-        self.binding.load()
+const CHUNK_LEN: usize = SLOT_CHUNK as usize;
+
+impl Chunk {
+    fn new() -> Box<Self> {
+        Box::new(Self {
+            words: std::array::from_fn(|_| AtomicU64::new(0)),
+            bindings: std::array::from_fn(|_| ArcSwapOption::empty()),
+        })
     }
 }
 
@@ -90,7 +105,7 @@ impl Word {
 pub(crate) struct PeTable {
     first: u64,
     len: u64,
-    chunks: Box<[OnceLock<Box<[Slot]>>]>,
+    chunks: Box<[OnceLock<Box<Chunk>>]>,
     state: AtomicU8,
     pub(crate) queue_depth: u32,
     pub(crate) in_flight: AtomicU32,
@@ -128,77 +143,83 @@ impl PeTable {
         self.changes.fetch_add(1, Ordering::Release);
     }
 
+    /// The chunk and the place in it of `sid`; `None` outside the range.
+    #[inline]
     fn index(&self, sid: SecondaryId) -> Option<(usize, usize)> {
-        let idx = sid.0.checked_sub(self.first)?;
+        let idx = sid.0.wrapping_sub(self.first);
         if idx >= self.len {
             return None;
         }
         Some(((idx / SLOT_CHUNK) as usize, (idx % SLOT_CHUNK) as usize))
     }
 
-    /// The slot of `sid`, if its chunk exists.
+    /// The chunk holding `sid` and its place in it, if the chunk exists.
     #[inline]
-    pub(crate) fn slot(&self, sid: SecondaryId) -> Option<&Slot> {
+    fn chunk(&self, sid: SecondaryId) -> Option<(&Chunk, usize)> {
         let (chunk, at) = self.index(sid)?;
-        self.chunks.get(chunk)?.get()?.get(at)
+        Some((self.chunks.get(chunk)?.get()?, at))
     }
 
-    /// The slot of `sid`, allocating its chunk. `None` when `sid` is outside
-    /// the PE's range.
-    fn slot_or_create(&self, sid: SecondaryId) -> Option<&Slot> {
+    /// The chunk of `sid` and its place, allocating the chunk. `None` when
+    /// `sid` is outside the PE's range.
+    fn chunk_or_create(&self, sid: SecondaryId) -> Option<(&Chunk, usize)> {
         let (chunk, at) = self.index(sid)?;
-        let chunk_len = (self.len - chunk as u64 * SLOT_CHUNK).min(SLOT_CHUNK) as usize;
-        self.chunks
-            .get(chunk)?
-            .get_or_init(|| (0..chunk_len).map(|_| Slot::default()).collect())
-            .get(at)
+        Some((self.chunks.get(chunk)?.get_or_init(Chunk::new), at))
+    }
+
+    /// Pins the binding at `sid` (an `arc-swap` guard), if its chunk exists.
+    #[inline]
+    pub(crate) fn binding(
+        &self,
+        sid: SecondaryId,
+    ) -> Option<arc_swap::Guard<Option<Arc<LiveBinding>>>> {
+        let (chunk, at) = self.chunk(sid)?;
+        Some(chunk.bindings[at].load())
     }
 
     #[inline]
     pub(crate) fn word(&self, sid: SecondaryId) -> Option<Word> {
-        self.slot(sid)
-            .map(|s| Word::decode(s.word.load(Ordering::Acquire)))
+        let (chunk, at) = self.chunk(sid)?;
+        Some(Word::decode(chunk.words[at].load(Ordering::Acquire)))
     }
 
     /// Publishes `binding` at `sid` under its generation. Control plane only.
     pub(crate) fn publish(&self, sid: SecondaryId, binding: Arc<LiveBinding>) {
-        let slot = self
-            .slot_or_create(sid)
+        let (chunk, at) = self
+            .chunk_or_create(sid)
             .expect("the control plane only hands out ids inside the PE's range");
         let word = Word::encode(binding.generation, Some(binding.volume.key));
-        slot.binding.store(Some(binding));
-        slot.word.store(word, Ordering::Release);
+        chunk.bindings[at].store(Some(binding));
+        chunk.words[at].store(word, Ordering::Release);
         self.changes.fetch_add(1, Ordering::Release);
     }
 
     /// Replaces the binding at `sid` (same generation, new host set).
     pub(crate) fn replace(&self, sid: SecondaryId, binding: Arc<LiveBinding>) {
-        if let Some(slot) = self.slot(sid) {
+        if let Some((chunk, at)) = self.chunk(sid) {
             debug_assert_eq!(
-                Word::decode(slot.word.load(Ordering::Relaxed)).generation,
+                Word::decode(chunk.words[at].load(Ordering::Relaxed)).generation,
                 binding.generation
             );
-            slot.binding.store(Some(binding));
+            chunk.bindings[at].store(Some(binding));
             self.changes.fetch_add(1, Ordering::Release);
         }
     }
 
     /// Empties the slot at `sid`, keeping its generation.
     pub(crate) fn retire(&self, sid: SecondaryId) {
-        if let Some(slot) = self.slot(sid) {
-            let old = Word::decode(slot.word.load(Ordering::Relaxed));
-            slot.word
-                .store(Word::encode(old.generation, None), Ordering::Release);
-            slot.binding.store(None);
+        if let Some((chunk, at)) = self.chunk(sid) {
+            let old = Word::decode(chunk.words[at].load(Ordering::Relaxed));
+            chunk.words[at].store(Word::encode(old.generation, None), Ordering::Release);
+            chunk.bindings[at].store(None);
             self.changes.fetch_add(1, Ordering::Release);
         }
     }
 
     /// Sets an empty slot's generation (restoring a journal snapshot).
     pub(crate) fn restore_retired(&self, sid: SecondaryId, generation: Generation) {
-        if let Some(slot) = self.slot_or_create(sid) {
-            slot.word
-                .store(Word::encode(generation, None), Ordering::Release);
+        if let Some((chunk, at)) = self.chunk_or_create(sid) {
+            chunk.words[at].store(Word::encode(generation, None), Ordering::Release);
         }
     }
 
@@ -214,7 +235,7 @@ impl PeTable {
         self.chunks
             .iter()
             .filter_map(OnceLock::get)
-            .map(|c| c.len() * std::mem::size_of::<Slot>())
+            .map(|_| std::mem::size_of::<Chunk>())
             .sum()
     }
 }

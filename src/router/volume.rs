@@ -3,13 +3,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use smallvec::SmallVec;
-
 use super::stats::Counters;
 use crate::backend::BlockBackend;
 use crate::model::{Generation, HostId, VvolId, VvolKey};
 
-/// Hosts kept inline in a binding before it spills to the heap.
+/// Hosts kept inline in the control plane's binding record before it spills
+/// to the heap.
 pub(crate) const INLINE_HOSTS: usize = 2;
 
 /// What routed I/O needs of a vVol. Shared by every binding of the vVol and
@@ -53,9 +52,47 @@ impl VolumeCore {
 
 /// One binding as routed I/O sees it; replaced whole (copy on write) when
 /// its host set changes.
+///
+/// Kept to 24 bytes (40 with the `Arc` counts) because there is one per
+/// binding: the first host inline, any others behind one thin pointer
+/// (bindings shared by several hosts are the exception).
 #[derive(Debug)]
 pub(crate) struct LiveBinding {
     pub(crate) volume: Arc<VolumeCore>,
     pub(crate) generation: Generation,
-    pub(crate) hosts: SmallVec<[HostId; INLINE_HOSTS]>,
+    first_host: HostId,
+    more_hosts: Option<Box<MoreHosts>>,
+}
+
+/// Hosts of a binding after the first.
+#[derive(Debug)]
+struct MoreHosts(Box<[HostId]>);
+
+impl LiveBinding {
+    /// A binding of `volume` at `generation` for `hosts` (at least one).
+    pub(crate) fn new(
+        volume: Arc<VolumeCore>,
+        generation: Generation,
+        hosts: impl IntoIterator<Item = HostId>,
+    ) -> Self {
+        let mut hosts = hosts.into_iter();
+        let first_host = hosts.next().expect("a live binding has at least one host");
+        let rest: Box<[HostId]> = hosts.collect();
+        Self {
+            volume,
+            generation,
+            first_host,
+            more_hosts: (!rest.is_empty()).then(|| Box::new(MoreHosts(rest))),
+        }
+    }
+
+    /// Whether `host` may do I/O through this binding.
+    #[inline]
+    pub(crate) fn admits(&self, host: HostId) -> bool {
+        self.first_host == host
+            || self
+                .more_hosts
+                .as_ref()
+                .is_some_and(|more| more.0.contains(&host))
+    }
 }
