@@ -4,7 +4,7 @@
 #![no_main]
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{Shutdown, TcpListener};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
@@ -19,6 +19,9 @@ fuzz_target!(|data: &[u8]| {
         if let Ok((mut stream, _)) = listener.accept() {
             let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
             let _ = stream.write_all(&reply);
+            // End of the reply: the client sees EOF instead of waiting for
+            // its I/O timeout.
+            let _ = stream.shutdown(Shutdown::Write);
             let mut buf = [0u8; 4096];
             while let Ok(n) = stream.read(&mut buf) {
                 if n == 0 {
@@ -29,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
     });
     let config = NbdConfig::tcp(address, "fuzz")
         .with_connect_timeout(Duration::from_millis(500))
-        .with_io_timeout(Duration::from_millis(300))
+        .with_io_timeout(Duration::from_millis(100))
         .with_reconnect_attempts(0, Duration::ZERO);
     if let Ok(backend) = NbdBackend::connect(config) {
         let mut buf = vec![0u8; 4096];

@@ -532,15 +532,19 @@ impl fmt::Display for VendorSecondaryId {
             }
             SecondaryIdStyle::ElementHex(n) => {
                 f.write_str("0x")?;
-                let least = match self.element {
-                    SubsidiaryElement::Simple(_) => 2,
-                    SubsidiaryElement::ExtendedFlat(_) => 4,
-                    SubsidiaryElement::LongExtendedFlat(_) => 6,
-                };
-                let n = usize::from(n).clamp(least, 6);
+                let n = usize::from(n.max(element_width(self.element))).min(6);
                 bytes[..n].iter().try_for_each(|b| write!(f, "{b:02x}"))
             }
         }
+    }
+}
+
+/// Bytes a subsidiary element occupies: 2 (simple), 4 (D2h) or 6 (E2h).
+const fn element_width(element: SubsidiaryElement) -> u8 {
+    match element {
+        SubsidiaryElement::Simple(_) => 2,
+        SubsidiaryElement::ExtendedFlat(_) => 4,
+        SubsidiaryElement::LongExtendedFlat(_) => 6,
     }
 }
 
@@ -578,6 +582,15 @@ impl FromStr for VendorSecondaryId {
             .map_err(|_| err("not a subsidiary element (simple, D2h or E2h addressing)"))?
             .subsidiary
             .ok_or_else(|| err("0000h addresses the PE itself, not a vVol"))?;
+        // An element needs at least its own bytes printed (`0x06` is the
+        // simple element 0600h and prints as `0x0600`): record the width that
+        // printing uses, so parse and print round-trip.
+        let style = match style {
+            SecondaryIdStyle::ElementHex(n) => {
+                SecondaryIdStyle::ElementHex(n.max(element_width(element)))
+            }
+            other => other,
+        };
         Ok(Self { element, style })
     }
 }

@@ -251,3 +251,24 @@ proptest! {
         let _ = text.parse::<Lun>();
     }
 }
+
+/// Found by the `lun_decode` fuzz target: a short `0x` form names a wider
+/// element; it must print so that it parses back to the same id.
+#[test]
+fn short_element_hex_round_trips() {
+    let id: vvol::scsi::VendorSecondaryId = "0X06".parse().unwrap();
+    assert_eq!(id.to_string(), "0x0600");
+    assert_eq!(
+        id.to_string()
+            .parse::<vvol::scsi::VendorSecondaryId>()
+            .unwrap(),
+        id
+    );
+    let e2: vvol::scsi::VendorSecondaryId = "0xe2".parse().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        e2.to_string()
+            .parse::<vvol::scsi::VendorSecondaryId>()
+            .unwrap(),
+        e2
+    );
+}
