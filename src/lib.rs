@@ -64,4 +64,9 @@ pub use binding::{
 };
 pub use error::Error;
 pub use model::*;
+/// The router's slot publish/retire protocol, exposed only to the loom test
+/// (`RUSTFLAGS="--cfg loom" cargo test --release --test loom`).
+#[cfg(loom)]
+#[doc(hidden)]
+pub use router::slot as loom_slot;
 pub use router::{IoStats, PeStats, Resolved, RouteError, Router, SLOT_CHUNK, VvolStats};

@@ -9,6 +9,10 @@
 
 mod error;
 mod io;
+#[cfg(loom)]
+pub mod slot;
+#[cfg(not(loom))]
+mod slot;
 mod stats;
 mod table;
 mod volume;

@@ -8,7 +8,7 @@
 //! - `binding`: the [`LiveBinding`] that routed I/O pins for its duration.
 //!
 //! Publishing stores `binding` before `word`; retiring clears `word` before
-//! `binding`. Slots live in chunks of [`SLOT_CHUNK`] allocated whole on first use,
+//! `binding` (the protocol itself is in `slot.rs`, checked by loom). Slots live in chunks of [`SLOT_CHUNK`] allocated whole on first use,
 //! so a PE configured for millions of ids costs memory only for the ids it
 //! has handed out.
 
@@ -17,9 +17,10 @@ use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwapOption;
 
+use super::slot::{self, Word};
 use super::stats::Counters;
 use super::volume::LiveBinding;
-use crate::model::{Generation, PeState, SecondaryId, SecondaryIdSpace, VvolKey};
+use crate::model::{Generation, PeState, SecondaryId, SecondaryIdSpace};
 
 /// Slots allocated together when the first id of their range is handed out.
 ///
@@ -29,8 +30,6 @@ use crate::model::{Generation, PeState, SecondaryId, SecondaryIdSpace, VvolKey};
 /// routers 5x slower. A larger chunk (fewer TLB pages at 1M bindings) was
 /// not measurably faster on this machine (BENCHMARKS.md).
 pub const SLOT_CHUNK: u64 = 512;
-
-const EMPTY_LOW: u64 = 0;
 
 /// Router-side PE state: [`PeState`] plus removal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,35 +68,6 @@ impl Chunk {
             words: std::array::from_fn(|_| AtomicU64::new(0)),
             bindings: std::array::from_fn(|_| ArcSwapOption::empty()),
         })
-    }
-}
-
-/// What a slot word says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Word {
-    pub(crate) generation: Generation,
-    pub(crate) key: Option<VvolKey>,
-}
-
-impl Word {
-    const fn decode(raw: u64) -> Self {
-        let low = raw & 0xFFFF_FFFF;
-        Self {
-            generation: Generation((raw >> 32) as u32),
-            key: if low == EMPTY_LOW {
-                None
-            } else {
-                Some(VvolKey((low - 1) as u32))
-            },
-        }
-    }
-
-    const fn encode(generation: Generation, key: Option<VvolKey>) -> u64 {
-        let low = match key {
-            Some(k) => k.0 as u64 + 1,
-            None => EMPTY_LOW,
-        };
-        ((generation.0 as u64) << 32) | low
     }
 }
 
@@ -180,7 +150,7 @@ impl PeTable {
     #[inline]
     pub(crate) fn word(&self, sid: SecondaryId) -> Option<Word> {
         let (chunk, at) = self.chunk(sid)?;
-        Some(Word::decode(chunk.words[at].load(Ordering::Acquire)))
+        Some(slot::resolve(&chunk.words[at]))
     }
 
     /// Publishes `binding` at `sid` under its generation. Control plane only.
@@ -188,9 +158,14 @@ impl PeTable {
         let (chunk, at) = self
             .chunk_or_create(sid)
             .expect("the control plane only hands out ids inside the PE's range");
-        let word = Word::encode(binding.generation, Some(binding.volume.key));
-        chunk.bindings[at].store(Some(binding));
-        chunk.words[at].store(word, Ordering::Release);
+        let (generation, key) = (binding.generation, binding.volume.key);
+        slot::publish(
+            &chunk.words[at],
+            &chunk.bindings[at],
+            generation,
+            key,
+            binding,
+        );
         self.changes.fetch_add(1, Ordering::Release);
     }
 
@@ -209,9 +184,7 @@ impl PeTable {
     /// Empties the slot at `sid`, keeping its generation.
     pub(crate) fn retire(&self, sid: SecondaryId) {
         if let Some((chunk, at)) = self.chunk(sid) {
-            let old = Word::decode(chunk.words[at].load(Ordering::Relaxed));
-            chunk.words[at].store(Word::encode(old.generation, None), Ordering::Release);
-            chunk.bindings[at].store(None);
+            slot::retire(&chunk.words[at], &chunk.bindings[at]);
             self.changes.fetch_add(1, Ordering::Release);
         }
     }

@@ -20,13 +20,22 @@
 //! per-PE bijection between model ids and real ids. Generations are checked
 //! per real slot: every bind of a slot gets the slot's previous generation
 //! plus one.
+//!
+//! The odd-numbered vVols sit on a [`FaultyBackend`]; a `Fault` transition
+//! makes every operation of one of them fail or clears that. Routed I/O to a
+//! faulty vVol must fail with [`RouteError::Backend`] and change nothing, and
+//! every invariant is checked after each injected or cleared fault.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::ErrorKind;
 use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
+use vvol::backend::{
+    BlockBackend, Fault, FaultId, FaultKind, FaultTrigger, FaultyBackend, MemoryBackend,
+};
 use vvol::{
     ArraySpec, BindContext, BindHandle, ContainerId, ContainerSpec, ControlError, ControlPlane,
     EventId, EventKind, Generation, HostId, Limits, MIB, Naa, NfsVersion, PeId, PeSpec, PeState,
@@ -175,6 +184,13 @@ struct VvolModel {
     key: u32,
     /// Written blocks: block index -> (host, counter) of the payload.
     blocks: BTreeMap<u64, (usize, u64)>,
+    /// Every backend operation fails (odd-numbered vVols only).
+    faulty: bool,
+}
+
+/// Whether vVol `v` sits on a [`FaultyBackend`].
+fn on_faulty_backend(v: usize) -> bool {
+    v % 2 == 1
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -239,6 +255,7 @@ enum IoFail {
     PeFailed,
     NotBound,
     AccessDenied,
+    Backend,
 }
 
 /// One successful bind item.
@@ -309,6 +326,7 @@ impl Model {
                     Some(VvolModel {
                         key: v as u32,
                         blocks: BTreeMap::new(),
+                        faulty: false,
                     })
                 })
                 .collect(),
@@ -638,6 +656,7 @@ impl Model {
         self.vvols[vvol] = Some(VvolModel {
             key: self.next_key,
             blocks: BTreeMap::new(),
+            faulty: false,
         });
         self.next_key += 1;
         Expect::Unit(Ok(()))
@@ -654,13 +673,13 @@ impl Model {
                 None => Err(IoFail::NotBound),
                 Some(b) if !b.holds(host) => Err(IoFail::AccessDenied),
                 Some(b) => {
-                    let vvol = b.vvol;
-                    self.vvols[vvol]
-                        .as_mut()
-                        .expect("a bound vVol exists")
-                        .blocks
-                        .insert(block, (host, counter));
-                    Ok(())
+                    let vm = self.vvols[b.vvol].as_mut().expect("a bound vVol exists");
+                    if vm.faulty {
+                        Err(IoFail::Backend)
+                    } else {
+                        vm.blocks.insert(block, (host, counter));
+                        Ok(())
+                    }
                 }
             },
         };
@@ -717,6 +736,12 @@ enum Op {
         host: usize,
         binding: u64,
         block: u64,
+    },
+    /// Inject (`on`) or clear a fault failing every operation of a vVol on
+    /// a faulty backend.
+    Fault {
+        vvol: usize,
+        on: bool,
     },
 }
 
@@ -808,6 +833,8 @@ impl ReferenceStateMachine for Model {
             3 => (0..VVOLS).prop_map(Op::UnbindFromAllHosts),
             5 => (0..VVOLS).prop_map(Op::DeleteVvol),
             5 => (0..VVOLS).prop_map(Op::CreateVvol),
+            4 => (0..VVOLS / 2, prop::bool::weighted(0.6))
+                .prop_map(|(i, on)| Op::Fault { vvol: 2 * i + 1, on }),
         ];
         let Some(handles) = handle_strategy(state) else {
             return common.boxed();
@@ -859,6 +886,12 @@ impl ReferenceStateMachine for Model {
                 binding,
                 block,
             } => state.io(*host, *binding, *block),
+            Op::Fault { vvol, on } => {
+                if let Some(vm) = state.vvols[*vvol].as_mut() {
+                    vm.faulty = *on;
+                }
+                Expect::Nothing
+            }
         };
         state
     }
@@ -881,6 +914,35 @@ struct Sut {
     sid_map: [BTreeMap<u64, u64>; PES],
     /// Last generation of every real slot ever bound.
     last_gen: BTreeMap<(usize, u64), u32>,
+    /// The faulty backend of each odd-numbered vVol, the memory under it,
+    /// and its injected fault.
+    faulty: BTreeMap<usize, FaultyVvol>,
+}
+
+#[derive(Debug)]
+struct FaultyVvol {
+    backend: Arc<FaultyBackend>,
+    memory: Arc<MemoryBackend>,
+    fault: Option<FaultId>,
+}
+
+/// The spec of vVol `v`, with its faulty backend for odd `v`.
+fn vvol_spec(v: usize) -> (VvolSpec, Option<FaultyVvol>) {
+    let spec = VvolSpec::new(vvol_type(v), MIB).with_id(vvol_id(v));
+    if !on_faulty_backend(v) {
+        return (spec, None);
+    }
+    let memory = Arc::new(MemoryBackend::new(MIB, BLOCK as u32).unwrap());
+    let backend = Arc::new(FaultyBackend::new(Arc::clone(&memory) as _));
+    let spec = spec.with_backend(Arc::clone(&backend) as _);
+    (
+        spec,
+        Some(FaultyVvol {
+            backend,
+            memory,
+            fault: None,
+        }),
+    )
 }
 
 fn build(model: &Model) -> Sut {
@@ -927,14 +989,16 @@ fn build(model: &Model) -> Sut {
         plane.set_pe_context(host, &ctx).unwrap();
         hosts.push(host);
     }
+    let mut faulty = BTreeMap::new();
     for v in 0..VVOLS {
+        let (spec, backend) = vvol_spec(v);
         let id = plane
-            .create_vvol(
-                containers[CONTAINER_OF[v]],
-                VvolSpec::new(vvol_type(v), MIB).with_id(vvol_id(v)),
-            )
+            .create_vvol(containers[CONTAINER_OF[v]], spec)
             .unwrap();
         assert_eq!(id, vvol_id(v));
+        if let Some(backend) = backend {
+            faulty.insert(v, backend);
+        }
     }
     Sut {
         router: plane.router(),
@@ -945,6 +1009,7 @@ fn build(model: &Model) -> Sut {
         handles: BTreeMap::new(),
         sid_map: Default::default(),
         last_gen: BTreeMap::new(),
+        faulty,
     }
 }
 
@@ -1082,6 +1147,7 @@ fn io_fail(e: &RouteError) -> IoFail {
         RouteError::PeFailed { .. } => IoFail::PeFailed,
         RouteError::NotBound { .. } => IoFail::NotBound,
         RouteError::AccessDenied { .. } => IoFail::AccessDenied,
+        RouteError::Backend { .. } => IoFail::Backend,
         other => panic!("unexpected route error {other:?} ({other})"),
     }
 }
@@ -1207,12 +1273,34 @@ impl StateMachineTest for ControlPlaneModel {
                 sut.check_unit("delete_vvol", got, want);
             }
             Op::CreateVvol(vvol) => {
-                let spec = VvolSpec::new(vvol_type(vvol), MIB).with_id(vvol_id(vvol));
+                let (spec, backend) = vvol_spec(vvol);
                 let got = sut
                     .plane
                     .create_vvol(sut.containers[CONTAINER_OF[vvol]], spec);
                 if let Some(id) = sut.check_unit("create_vvol", got, want) {
                     assert_eq!(id, vvol_id(vvol));
+                    if let Some(backend) = backend {
+                        sut.faulty.insert(vvol, backend);
+                    }
+                }
+            }
+            Op::Fault { vvol, on } => {
+                let want_on = model.vvols[vvol].as_ref().is_some_and(|vm| vm.faulty);
+                assert_eq!(want_on, on && model.vvols[vvol].is_some());
+                let f = sut.faulty.get_mut(&vvol).expect("odd vVols are faulty");
+                if model.vvols[vvol].is_some() {
+                    match (f.fault, on) {
+                        (None, true) => {
+                            let fault =
+                                Fault::any(FaultTrigger::Always, FaultKind::Io(ErrorKind::Other));
+                            f.fault = Some(f.backend.add_fault(fault).unwrap());
+                        }
+                        (Some(id), false) => {
+                            assert!(f.backend.remove_fault(id));
+                            f.fault = None;
+                        }
+                        _ => {}
+                    }
                 }
             }
             Op::Io {
@@ -1237,7 +1325,12 @@ impl StateMachineTest for ControlPlaneModel {
                             .expect("read back through the same handle");
                         assert_eq!(back, data, "read back what was written");
                     }
-                    (Err(fail), Err(e)) => assert_eq!(io_fail(&e), *fail, "{e}"),
+                    (Err(fail), Err(e)) => {
+                        assert_eq!(io_fail(&e), *fail, "{e}");
+                        if let RouteError::Backend { vvol: failed, .. } = e {
+                            assert_eq!(failed, vvol_id(vvol), "the failing vVol");
+                        }
+                    }
                     (Ok(()), Err(e)) => panic!("io: expected success, got {e:?} ({e})"),
                     (Err(fail), Ok(())) => panic!("io: expected {fail:?}, write succeeded"),
                 }
@@ -1393,7 +1486,12 @@ fn check_vvols(sut: &Sut, model: &Model) {
         // Every routed write landed on the vVol its handle was issued for.
         for block in 0..BLOCKS {
             let mut got = [0u8; BLOCK];
-            vv.backend.read_at(block * BLOCK as u64, &mut got).unwrap();
+            let offset = block * BLOCK as u64;
+            match sut.faulty.get(&v) {
+                // Under the fault: what the failed writes left behind.
+                Some(f) => f.memory.read_at(offset, &mut got).unwrap(),
+                None => vv.backend.read_at(offset, &mut got).unwrap(),
+            }
             let want = vm
                 .blocks
                 .get(&block)

@@ -6,7 +6,10 @@ mod backend_conformance;
 mod concurrency;
 mod control_plane;
 mod control_plane_model;
+mod faults;
+mod isolation;
 mod journal;
+mod limits;
 mod model;
 #[cfg(feature = "nbd")]
 mod nbd;
