@@ -12,8 +12,9 @@
 //!   call on the `MemoryBackend` directly, and the direct read plus 8
 //!   uncontended atomic read-modify-writes (the routed path's count).
 //! - `bind_storm/{bind,unbind}`: 10,000 vVols bound once each by one of 8
-//!   hosts in batches of 16, then all unbound. There is no durable journal
-//!   yet, so there is no journal-on variant.
+//!   hosts in batches of 16, then all unbound; `bind_storm_journal/...` the
+//!   same with the durable journal on (a file under the target dir, synced
+//!   before every acknowledgement).
 //!
 //! Every structure answers the same question: "which vVol is bound at (PE,
 //! secondary id), if its generation is the handle's?" Map values are the
@@ -35,8 +36,8 @@ use fixture::{BATCH, Fixture, MIB, Rng, bind_all, fixture};
 use parking_lot::RwLock;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 use vvol::{
-    ArraySpec, BindContext, BindHandle, ContainerSpec, ControlPlane, HostId, Limits, Naa, PeSpec,
-    Protocol, Router, UnbindContext, VvolId, VvolSpec, VvolType,
+    ArraySpec, BindContext, BindHandle, ContainerSpec, ControlPlane, HostId, JournalOptions, Limits,
+    Naa, PeSpec, Protocol, Router, UnbindContext, VvolId, VvolSpec, VvolType,
 };
 
 /// Lookups per criterion iteration.
@@ -533,7 +534,19 @@ const STORM_VVOLS: usize = 10_000;
 const STORM_HOSTS: usize = 8;
 
 fn bind_storm(c: &mut Criterion) {
-    let plane = ControlPlane::new(Limits::default());
+    storm_group(c, "bind_storm", ControlPlane::new(Limits::default()));
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let durable = ControlPlane::open_durable(
+        dir.path().join("storm.journal"),
+        Limits::default(),
+        JournalOptions::default(),
+    )
+    .unwrap();
+    storm_group(c, "bind_storm_journal", durable);
+}
+
+/// The bind storm on `plane`, as criterion group `name`.
+fn storm_group(c: &mut Criterion, name: &str, plane: ControlPlane) {
     let a = plane.add_array(ArraySpec::new("storm", 0x1a2b)).unwrap();
     let cont = plane
         .add_container(a, ContainerSpec::new("c", Protocol::Scsi, 1 << 50))
@@ -576,7 +589,7 @@ fn bind_storm(c: &mut Criterion) {
             plane.unbind(host, h, UnbindContext::Normal).unwrap();
         }
     };
-    let mut g = c.benchmark_group("bind_storm");
+    let mut g = c.benchmark_group(name);
     g.throughput(Throughput::Elements(STORM_VVOLS as u64));
     let mut bound = Vec::with_capacity(STORM_VVOLS);
     g.bench_function("bind", |b| {
