@@ -36,8 +36,8 @@ use fixture::{BATCH, Fixture, MIB, Rng, bind_all, fixture};
 use parking_lot::RwLock;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 use vvol::{
-    ArraySpec, BindContext, BindHandle, ContainerSpec, ControlPlane, HostId, JournalOptions, Limits,
-    Naa, PeSpec, Protocol, Router, UnbindContext, VvolId, VvolSpec, VvolType,
+    ArraySpec, BindContext, BindHandle, ContainerSpec, ControlPlane, HostId, JournalOptions,
+    Limits, Naa, PeSpec, Protocol, Router, UnbindContext, VvolId, VvolSpec, VvolType,
 };
 
 /// Lookups per criterion iteration.
