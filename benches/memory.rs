@@ -21,12 +21,9 @@ mod fixture;
 
 use std::alloc::System;
 
-use fixture::{BATCH, IDS_PER_PE, MIB, bind_all};
+use fixture::{BATCH, IDS_PER_PE, MIB, bind_all, sized_plane};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
-use vvol::{
-    ArraySpec, BindHandle, ContainerSpec, ControlPlane, HostId, Limits, Naa, PeSpec, Protocol,
-    SecondaryIdSpace, SubsidiaryAddressing, UnbindContext, VvolId, VvolSpec, VvolType,
-};
+use vvol::{BindHandle, ControlPlane, HostId, UnbindContext, VvolId, VvolSpec, VvolType};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -39,35 +36,11 @@ fn live(region: &Region<'_, System>) -> i64 {
     s.bytes_allocated as i64 - s.bytes_deallocated as i64
 }
 
-/// A plane with PEs sized for exactly `total` bindings and a host that sees
-/// them all.
+/// The bench fixture's sized plane, as (plane, container, host).
 fn plane(total: u64) -> (ControlPlane, vvol::ContainerId, HostId) {
-    let pe_count = total.div_ceil(IDS_PER_PE).max(1);
-    let per_pe = total / pe_count;
-    let plane = ControlPlane::new(
-        Limits::default()
-            .with_max_pes(pe_count as u32 + 1)
-            .with_max_vvols(total as u32 + 1024),
-    );
-    let array = plane.add_array(ArraySpec::new("mem", 0x1a2b)).unwrap();
-    let container = plane
-        .add_container(array, ContainerSpec::new("c", Protocol::Scsi, 1 << 50))
-        .unwrap();
-    let space = SecondaryIdSpace::new(SubsidiaryAddressing::Simple, 1, per_pe).unwrap();
-    let pes: Vec<_> = (0..pe_count)
-        .map(|i| {
-            let naa = Naa::from_parts(0x1a2b, 1, i + 1).unwrap();
-            plane
-                .add_pe(
-                    array,
-                    PeSpec::scsi(naa, i as u16 + 1).with_secondary_ids(space),
-                )
-                .unwrap()
-        })
-        .collect();
-    let host = plane.add_host("h").unwrap();
-    plane.set_pe_context(host, &pes).unwrap();
-    (plane, container, host)
+    let sized = sized_plane(total);
+    debug_assert_eq!(sized.total, total);
+    (sized.plane, sized.container, sized.host)
 }
 
 fn unbind_all(plane: &ControlPlane, host: HostId, handles: &[BindHandle]) {

@@ -99,7 +99,27 @@ impl Export {
         }
     }
 
+    /// Runs one request on the export: `routed` through the router as the
+    /// export's host and handle, `direct` on a plain backend; errors become
+    /// NBD codes chosen by `access`.
+    fn call<T>(
+        &self,
+        access: Access,
+        routed: impl FnOnce(&Router, HostId, BindHandle) -> Result<T, RouteError>,
+        direct: impl FnOnce(&dyn BlockBackend) -> Result<T, BackendError>,
+    ) -> Result<T, u32> {
+        match &self.target {
+            Target::Routed {
+                router,
+                host,
+                handle,
+            } => routed(router, *host, *handle).map_err(|e| route_errno(&e, access)),
+            Target::Backend(b) => direct(b.as_ref()).map_err(|e| backend_errno(&e, access)),
+        }
+    }
+
     pub(crate) fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), u32> {
+        // Both closures would borrow `buf` mutably, so this one matches itself.
         match &self.target {
             Target::Routed {
                 router,
@@ -115,76 +135,39 @@ impl Export {
     }
 
     pub(crate) fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), u32> {
-        match &self.target {
-            Target::Routed {
-                router,
-                host,
-                handle,
-            } => router
-                .write(*host, *handle, offset, data, fua)
-                .map_err(|e| route_errno(&e, Access::Write)),
-            Target::Backend(b) => b
-                .write_at(offset, data, fua)
-                .map_err(|e| backend_errno(&e, Access::Write)),
-        }
+        self.call(
+            Access::Write,
+            |r, h, k| r.write(h, k, offset, data, fua),
+            |b| b.write_at(offset, data, fua),
+        )
     }
 
     pub(crate) fn flush(&self) -> Result<(), u32> {
-        match &self.target {
-            Target::Routed {
-                router,
-                host,
-                handle,
-            } => router
-                .flush(*host, *handle)
-                .map_err(|e| route_errno(&e, Access::Write)),
-            Target::Backend(b) => b.flush().map_err(|e| backend_errno(&e, Access::Write)),
-        }
+        self.call(Access::Write, |r, h, k| r.flush(h, k), |b| b.flush())
     }
 
     pub(crate) fn trim(&self, offset: u64, len: u64) -> Result<(), u32> {
-        match &self.target {
-            Target::Routed {
-                router,
-                host,
-                handle,
-            } => router
-                .discard(*host, *handle, offset, len)
-                .map_err(|e| route_errno(&e, Access::Write)),
-            Target::Backend(b) => b
-                .discard(offset, len)
-                .map_err(|e| backend_errno(&e, Access::Write)),
-        }
+        self.call(
+            Access::Write,
+            |r, h, k| r.discard(h, k, offset, len),
+            |b| b.discard(offset, len),
+        )
     }
 
     pub(crate) fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), u32> {
-        match &self.target {
-            Target::Routed {
-                router,
-                host,
-                handle,
-            } => router
-                .write_zeroes(*host, *handle, offset, len)
-                .map_err(|e| route_errno(&e, Access::Write)),
-            Target::Backend(b) => b
-                .write_zeroes(offset, len)
-                .map_err(|e| backend_errno(&e, Access::Write)),
-        }
+        self.call(
+            Access::Write,
+            |r, h, k| r.write_zeroes(h, k, offset, len),
+            |b| b.write_zeroes(offset, len),
+        )
     }
 
     pub(crate) fn allocation(&self, offset: u64, len: u64) -> Result<Vec<AllocationExtent>, u32> {
-        match &self.target {
-            Target::Routed {
-                router,
-                host,
-                handle,
-            } => router
-                .allocation(*host, *handle, offset, len)
-                .map_err(|e| route_errno(&e, Access::Read)),
-            Target::Backend(b) => b
-                .allocation(offset, len)
-                .map_err(|e| backend_errno(&e, Access::Read)),
-        }
+        self.call(
+            Access::Read,
+            |r, h, k| r.allocation(h, k, offset, len),
+            |b| b.allocation(offset, len),
+        )
     }
 }
 

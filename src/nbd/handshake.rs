@@ -94,9 +94,10 @@ impl Negotiator<'_> {
     }
 }
 
-/// Connects, negotiates and selects `config.export`. Returns the stream
-/// ready for transmission and what was learned.
-pub(crate) fn negotiate(config: &NbdConfig) -> Result<(Stream, ExportInfo), NbdError> {
+/// Connects to `config.address` with the configured timeouts and does the
+/// fixed-newstyle greeting; also says whether the server dropped the 124
+/// zero bytes (`NO_ZEROES`).
+fn connect_and_greet(config: &NbdConfig) -> Result<(Negotiator<'_>, bool), NbdError> {
     let stream = Stream::connect(&config.address, config.connect_timeout).map_err(|source| {
         NbdError::Connect {
             address: config.address.to_string(),
@@ -111,6 +112,13 @@ pub(crate) fn negotiate(config: &NbdConfig) -> Result<(Stream, ExportInfo), NbdE
         .set_timeouts(Some(config.io_timeout))
         .map_err(|e| n.transport(e))?;
     let no_zeroes = greet(&mut n)?;
+    Ok((n, no_zeroes))
+}
+
+/// Connects, negotiates and selects `config.export`. Returns the stream
+/// ready for transmission and what was learned.
+pub(crate) fn negotiate(config: &NbdConfig) -> Result<(Stream, ExportInfo), NbdError> {
+    let (mut n, no_zeroes) = connect_and_greet(config)?;
 
     let mut structured = false;
     let mut allocation_context = None;
@@ -133,20 +141,7 @@ pub(crate) fn negotiate(config: &NbdConfig) -> Result<(Stream, ExportInfo), NbdE
 
 /// Lists the server's exports with `NBD_OPT_LIST`, then aborts.
 pub(crate) fn list(config: &NbdConfig) -> Result<Vec<String>, NbdError> {
-    let stream = Stream::connect(&config.address, config.connect_timeout).map_err(|source| {
-        NbdError::Connect {
-            address: config.address.to_string(),
-            source,
-        }
-    })?;
-    let mut n = Negotiator {
-        stream,
-        address: &config.address,
-    };
-    n.stream
-        .set_timeouts(Some(config.io_timeout))
-        .map_err(|e| n.transport(e))?;
-    greet(&mut n)?;
+    let (mut n, _) = connect_and_greet(config)?;
     n.send_option(OPT_LIST, &[])?;
     let mut names = Vec::new();
     loop {

@@ -39,14 +39,10 @@ impl Admitted<'_> {
         let volume = &self.binding().volume;
         let capacity_bytes = volume.capacity_bytes();
         let bs = u64::from(volume.block_size);
-        // Block sizes are 512 or 4096: a mask instead of two 64-bit divisions
-        // (callgrind showed them on the routed path; BENCHMARKS.md).
-        let misaligned = if bs.is_power_of_two() {
-            (offset | len) & (bs - 1) != 0
-        } else {
-            !offset.is_multiple_of(bs) || !len.is_multiple_of(bs)
-        };
-        if misaligned {
+        // Block sizes are 512 or 4096 (`VvolSpec::validate`): a mask instead
+        // of two 64-bit divisions (callgrind showed them; BENCHMARKS.md).
+        debug_assert!(bs.is_power_of_two());
+        if (offset | len) & (bs - 1) != 0 {
             return Err(RouteError::Misaligned {
                 vvol: volume.id,
                 offset,
