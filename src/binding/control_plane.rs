@@ -197,15 +197,7 @@ impl ControlPlane {
         let rec = self.journal_begin(|| Op::AddContainer(array, spec.clone()))?;
         let id = ContainerId(st.next_container);
         st.next_container += 1;
-        st.containers.insert(
-            id,
-            ContainerState {
-                array,
-                spec,
-                used_bytes: 0,
-                vvols: 0,
-            },
-        );
+        st.containers.insert(id, ContainerState::empty(array, spec));
         st.arrays
             .get_mut(&array)
             .expect("checked above")

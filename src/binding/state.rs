@@ -33,6 +33,18 @@ pub(crate) struct ContainerState {
     pub(crate) vvols: u64,
 }
 
+impl ContainerState {
+    /// A container of `array` holding no vVols yet.
+    pub(crate) fn empty(array: ArrayId, spec: ContainerSpec) -> Self {
+        Self {
+            array,
+            spec,
+            used_bytes: 0,
+            vvols: 0,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct PeEntry {
     pub(crate) array: ArrayId,

@@ -166,15 +166,7 @@ pub(crate) fn restore(
                 .ok_or_else(|| dangling("container of an unknown array"))?
                 .containers
                 .insert(id);
-            st.containers.insert(
-                id,
-                ContainerState {
-                    array,
-                    spec,
-                    used_bytes: 0,
-                    vvols: 0,
-                },
-            );
+            st.containers.insert(id, ContainerState::empty(array, spec));
         }
         for _ in 0..r.count(8)? {
             let id = PeId(r.u32()?);
