@@ -22,26 +22,21 @@ use vvol::{FileBackend, backend::FileBackendOptions};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: nbd_gateway --listen <addr:port> [--host <n>] [--backing-file <path>] [--workers <n>]"
+        "usage: nbd_gateway --listen <addr:port> [--host <index|name>] [--backing-file <path>] [--workers <n>]"
     );
     std::process::exit(2)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut listen = None;
-    let mut host = 0usize;
+    let mut host = "0".to_owned();
     let mut backing = None;
     let mut workers = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--listen" => listen = Some(args.next().unwrap_or_else(|| usage())),
-            "--host" => {
-                host = args
-                    .next()
-                    .and_then(|h| h.parse().ok())
-                    .unwrap_or_else(|| usage());
-            }
+            "--host" => host = args.next().unwrap_or_else(|| usage()),
             "--backing-file" => backing = Some(args.next().unwrap_or_else(|| usage())),
             "--workers" => {
                 workers = Some(
@@ -64,10 +59,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         None => None,
     };
+    // The host names and order are the quickstart's, which the gateway builds.
+    let (_, topology) = vvol::testing::quickstart()?;
+    let index = topology.host_index(&host).ok_or_else(|| {
+        format!(
+            "--host {host:?} is neither an index below {} nor one of {:?}",
+            topology.hosts.len(),
+            topology.host_names
+        )
+    })?;
     let config = ServerConfig::default().with_workers_per_connection(workers.unwrap_or(0));
-    let gateway = Gateway::start(listen.as_str(), host, extra, config)?;
+    let gateway = Gateway::start(listen.as_str(), index, extra, config)?;
     println!(
-        "nbd_gateway: {} listening on {}",
+        "nbd_gateway: {} ({}) listening on {}",
+        gateway.topology.host_names[index],
         gateway.host,
         gateway.server.local_addr()
     );

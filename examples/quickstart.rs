@@ -8,7 +8,7 @@ use std::error::Error;
 use vvol::{BindContext, ControlPlane, Transport, UnbindContext};
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let (plane, topo) = vvol::topology::quickstart()?;
+    let (plane, topo) = vvol::testing::quickstart()?;
     let router = plane.router();
 
     // esx-01 powers on vm-a and vm-c; esx-02 powers on vm-b.

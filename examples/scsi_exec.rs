@@ -3,10 +3,11 @@
 //! came back so independent decoders can check the bytes.
 //!
 //! ```text
-//! cargo run --example scsi_exec -- [--host <n>] <lun>:<cdb>[:<data-out>] ...
+//! cargo run --example scsi_exec -- [--host <index|name>] <lun>:<cdb>[:<data-out>] ...
 //! ```
 //!
-//! `<n>` is 1 for esx-01 (the default) or 2 for esx-02. Each argument is hex:
+//! `--host` takes a 0-based index or a host name, as in every example: 0 or
+//! `esx-01` (the default), 1 or `esx-02`. Each argument is hex:
 //! the 8-byte LUN as 16 digits, the CDB, and optional data-out bytes. For
 //! each CDB three lines go to stdout:
 //!
@@ -49,17 +50,19 @@ fn unhex(text: &str) -> Result<Vec<u8>, String> {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let mut host_number = 1usize;
+    let mut host_arg = "0".to_owned();
     if let Some(at) = args.iter().position(|a| a == "--host") {
-        let value = args.get(at + 1).ok_or("--host needs a number")?;
-        host_number = value.parse()?;
+        host_arg = args
+            .get(at + 1)
+            .ok_or("--host needs an index or a host name")?
+            .clone();
         args.drain(at..at + 2);
     }
     if args.is_empty() {
-        return Err("usage: scsi_exec [--host <n>] <lun>:<cdb>[:<data-out>] ...".into());
+        return Err("usage: scsi_exec [--host <index|name>] <lun>:<cdb>[:<data-out>] ...".into());
     }
 
-    let (plane, topo) = vvol::topology::quickstart()?;
+    let (plane, topo) = vvol::testing::quickstart()?;
     let plane = Arc::new(plane);
     let placements = [(topo.hosts[0], 0), (topo.hosts[1], 1), (topo.hosts[0], 2)];
     for (host, vm) in placements {
@@ -71,10 +74,14 @@ fn main() -> Result<(), Box<dyn Error>> {
         .as_ref()
         .map_err(|e| e.to_string())?;
 
-    let host = *host_number
-        .checked_sub(1)
-        .and_then(|i| topo.hosts.get(i))
-        .ok_or("--host must be 1 or 2")?;
+    let index = topo.host_index(&host_arg).ok_or_else(|| {
+        format!(
+            "--host {host_arg:?} is neither an index below {} nor one of {:?}",
+            topo.hosts.len(),
+            topo.host_names
+        )
+    })?;
+    let host = topo.hosts[index];
     let target = ScsiTarget::new(Arc::clone(&plane), topo.arrays[0])?;
     for b in plane.bindings_for_host(host)? {
         let vvol = plane.vvol(b.vvol)?;

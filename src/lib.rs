@@ -18,27 +18,45 @@
 //!   without locks and routes generation-checked I/O to a [`BlockBackend`]
 //!   ([`MemoryBackend`], [`FileBackend`], [`FaultyBackend`]).
 //!
-//! # Example: bind a vVol and route I/O to it
+//! # Example: build a topology, bind a vVol and route I/O to it
 //! ```
-//! use vvol::{BindContext, UnbindContext};
+//! use vvol::{
+//!     ArraySpec, BindContext, ContainerSpec, ControlPlane, Limits, Naa, PeSpec, Protocol,
+//!     UnbindContext, VvolSpec, VvolType,
+//! };
 //!
-//! let (plane, topo) = vvol::topology::quickstart()?;
-//! let host = topo.hosts[0];
-//! // One result per vVol: config, data, swap.
-//! let mut handles = plane.bind(host, &topo.vms[0].vvols(), BindContext::Normal)?;
-//! let disk = handles.remove(1)?;
+//! let plane = ControlPlane::new(Limits::default());
+//! let array = plane.add_array(ArraySpec::new("array-1", 0x00_1A_2B))?;
+//! let gold = plane.add_container(array, ContainerSpec::new("gold", Protocol::Scsi, 1 << 40))?;
+//! let naa = Naa::from_parts(0x00_1A_2B, 1, 1).ok_or("NAA fields out of range")?;
+//! let pe = plane.add_pe(array, PeSpec::scsi(naa, 254))?;
+//! let host = plane.add_host("esx-01")?;
+//! plane.set_pe_context(host, &[pe])?;
+//! let vvol = plane.create_vvol(gold, VvolSpec::new(VvolType::Data, 64 << 20))?;
 //!
-//! let router = plane.router();
+//! // One result per vVol of the batch.
+//! let disk = plane.bind(host, &[vvol], BindContext::Normal)?.remove(0)?;
+//! let router = plane.router(); // Arc<Router>: share it with I/O threads
 //! router.write(host, disk, 4096, b"hello vvol, block-sized payload.".repeat(16).as_slice(), true)?;
 //! let mut block = vec![0u8; 512];
 //! router.read(host, disk, 4096, &mut block)?;
 //! assert!(block.starts_with(b"hello vvol"));
 //!
 //! plane.unbind(host, disk, UnbindContext::Normal)?;
-//! assert!(router.read(host, disk, 4096, &mut block).is_err());
+//! assert!(router.read(host, disk, 4096, &mut block).is_err()); // the old handle is dead
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---------|---------|--------------|
+//! | `scsi` | yes | [`scsi`]: the SCSI transport (PEs as conglomerate ALUs, vVols as SLUs) |
+//! | `nbd` | yes | [`nbd`]: the NBD client backend and server |
+//! | `testing` | no | [`testing`]: the quickstart topology, the backend conformance kit, the NBD `Gateway` |
+//! | `interop` | no | the crate's own interop tests against Debian peers (no API) |
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
 pub mod backend;
@@ -46,11 +64,19 @@ mod binding;
 mod error;
 mod model;
 #[cfg(feature = "nbd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nbd")))]
 pub mod nbd;
 mod router;
 #[cfg(feature = "scsi")]
+#[cfg_attr(docsrs, doc(cfg(feature = "scsi")))]
 pub mod scsi;
-pub mod topology;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
+/// The old path of [`testing`], kept until the binding docs move to it.
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub use testing as topology;
 
 pub use backend::{
     AllocationExtent, AllocationState, BackendError, BackendOp, BlockBackend, FaultyBackend,
@@ -63,7 +89,16 @@ pub use binding::{
     PeSelectionPolicy, RebindReason, StatsSnapshot, VasaFault,
 };
 pub use error::Error;
-pub use model::*;
+pub use model::{
+    Array, ArrayId, ArraySpec, BindContext, BindHandle, BindingInfo, ConfigError, Container,
+    ContainerId, ContainerSpec, DEFAULT_QUEUE_DEPTH, EventId, Generation, Host, HostId,
+    MAX_ADMIN_LUN, MAX_DNS_NAME_LEN, MAX_ECHOED_INPUT, MAX_EXPORT_PATH_LEN,
+    MAX_EXTENDED_FLAT_24_ID, MAX_EXTENDED_FLAT_40_ID, MAX_IEEE_COMPANY_ID, MAX_PATHS_PER_PE,
+    MAX_QUEUE_DEPTH, MAX_SECONDARY_IDS_PER_PE, MAX_SIMPLE_SECONDARY_ID, MIB, MIN_QUEUE_DEPTH, Naa,
+    NfsVersion, ParseError, PeId, PeSpec, PeState, Protocol, ProtocolEndpoint, ScsiPath,
+    SecondaryId, SecondaryIdSpace, SubsidiaryAddressing, Transport, UnbindContext, VVOL_ID_PREFIX,
+    VirtualVolume, VvolId, VvolKey, VvolSpec, VvolType,
+};
 /// The router's slot publish/retire protocol, exposed only to the loom test
 /// (`RUSTFLAGS="--cfg loom" cargo test --release --test loom`).
 #[cfg(loom)]

@@ -11,7 +11,7 @@ use vvol::{BindContext, HostId};
 fn target() -> &'static (ScsiTarget, HostId) {
     static TARGET: OnceLock<(ScsiTarget, HostId)> = OnceLock::new();
     TARGET.get_or_init(|| {
-        let (plane, topo) = vvol::topology::quickstart().expect("quickstart");
+        let (plane, topo) = vvol::testing::quickstart().expect("quickstart");
         let host = topo.hosts[0];
         for vm in &topo.vms[..2] {
             plane.bind(host, &vm.vvols(), BindContext::Normal).expect("bind");

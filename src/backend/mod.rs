@@ -3,7 +3,63 @@
 //! A [`BlockBackend`] is positional, `&self` block storage: many router
 //! threads share one backend through an `Arc` with no outer mutex. The
 //! contract of every method is written on the method and checked for every
-//! implementation by one conformance suite (`tests/it/backend_conformance.rs`).
+//! implementation by one conformance suite, which embedders can run on their
+//! own backends (`vvol::testing::backend_conformance`, cargo feature
+//! `testing`).
+//!
+//! # Example: a minimal backend
+//! Only the five required methods; discard, write-zeroes, allocation status
+//! and resize answer [`BackendError::Unsupported`] by default, and the
+//! transports fall back (SCSI WRITE SAME writes the pattern, UNMAP and NBD
+//! TRIM are advisory, block status reports everything allocated).
+//! ```
+//! use parking_lot::RwLock;
+//! use vvol::backend::{BackendError, BackendOp, BlockBackend};
+//!
+//! #[derive(Debug)]
+//! struct Flat(RwLock<Vec<u8>>);
+//!
+//! impl Flat {
+//!     fn range(&self, op: BackendOp, offset: u64, len: usize) -> Result<std::ops::Range<usize>, BackendError> {
+//!         let capacity = self.capacity_bytes();
+//!         match offset.checked_add(len as u64) {
+//!             Some(end) if end <= capacity => Ok(offset as usize..end as usize),
+//!             _ => Err(BackendError::OutOfRange { op, offset, len: len as u64, capacity }),
+//!         }
+//!     }
+//! }
+//!
+//! impl BlockBackend for Flat {
+//!     fn capacity_bytes(&self) -> u64 {
+//!         self.0.read().len() as u64
+//!     }
+//!     fn logical_block_size(&self) -> u32 {
+//!         512
+//!     }
+//!     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), BackendError> {
+//!         let range = self.range(BackendOp::Read, offset, buf.len())?;
+//!         buf.copy_from_slice(&self.0.read()[range]);
+//!         Ok(())
+//!     }
+//!     fn write_at(&self, offset: u64, data: &[u8], _fua: bool) -> Result<(), BackendError> {
+//!         let range = self.range(BackendOp::Write, offset, data.len())?;
+//!         self.0.write()[range].copy_from_slice(data);
+//!         Ok(())
+//!     }
+//!     fn flush(&self) -> Result<(), BackendError> {
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let disk = Flat(RwLock::new(vec![0; 1 << 20]));
+//! disk.write_at(512, &[7; 512], true)?;
+//! assert!(!disk.supports(BackendOp::Discard));
+//! assert!(matches!(
+//!     disk.discard(0, 512),
+//!     Err(BackendError::Unsupported { op: BackendOp::Discard })
+//! ));
+//! # Ok::<(), BackendError>(())
+//! ```
 //!
 //! Implementations:
 //! - [`MemoryBackend`]: sparse chunks in RAM, allocated on first write.
@@ -36,10 +92,15 @@ pub const MAX_ALLOCATION_EXTENTS: usize = 1024;
 /// [`logical_block_size`](Self::logical_block_size) is enforced by the router,
 /// and a backend may also enforce it itself ([`BackendError::Misaligned`]).
 ///
-/// Optional capabilities ([`discard`](Self::discard),
+/// A backend implements five methods: [`capacity_bytes`](Self::capacity_bytes),
+/// [`logical_block_size`](Self::logical_block_size), [`read_at`](Self::read_at),
+/// [`write_at`](Self::write_at) and [`flush`](Self::flush). The optional
+/// capabilities ([`discard`](Self::discard),
 /// [`write_zeroes`](Self::write_zeroes), [`allocation`](Self::allocation),
-/// [`resize`](Self::resize)) are announced by [`supports`](Self::supports);
-/// where absent they return [`BackendError::Unsupported`].
+/// [`resize`](Self::resize)) have default bodies returning
+/// [`BackendError::Unsupported`]; a backend that overrides one also
+/// overrides [`supports`](Self::supports) to announce it (the conformance
+/// kit checks that the two agree).
 pub trait BlockBackend: Send + Sync + std::fmt::Debug + 'static {
     /// Capacity in bytes.
     fn capacity_bytes(&self) -> u64;
@@ -47,8 +108,13 @@ pub trait BlockBackend: Send + Sync + std::fmt::Debug + 'static {
     /// Logical block size in bytes (512 or 4096 for the provided backends).
     fn logical_block_size(&self) -> u32;
 
-    /// Whether the backend implements an optional operation.
-    fn supports(&self, op: BackendOp) -> bool;
+    /// Whether the backend implements `op`.
+    ///
+    /// The default announces read, write and flush only, matching the
+    /// default bodies of the optional methods.
+    fn supports(&self, op: BackendOp) -> bool {
+        matches!(op, BackendOp::Read | BackendOp::Write | BackendOp::Flush)
+    }
 
     /// Fills `buf` with the bytes at `offset`. Never-written ranges read as zeros.
     ///
@@ -77,16 +143,26 @@ pub trait BlockBackend: Send + Sync + std::fmt::Debug + 'static {
     /// [`write_zeroes`](Self::write_zeroes) guarantees zeros.
     ///
     /// # Errors
-    /// [`BackendError::Unsupported`] when the backend cannot discard, and the
-    /// errors of [`write_at`](Self::write_at).
-    fn discard(&self, offset: u64, len: u64) -> Result<(), BackendError>;
+    /// [`BackendError::Unsupported`] when the backend cannot discard (the
+    /// default body), and the errors of [`write_at`](Self::write_at).
+    fn discard(&self, offset: u64, len: u64) -> Result<(), BackendError> {
+        let _ = (offset, len);
+        Err(BackendError::Unsupported {
+            op: BackendOp::Discard,
+        })
+    }
 
     /// Makes the range read as zeros, freeing space where the backend can.
     ///
     /// # Errors
-    /// [`BackendError::Unsupported`] when the backend cannot do it, and the
-    /// errors of [`write_at`](Self::write_at).
-    fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), BackendError>;
+    /// [`BackendError::Unsupported`] when the backend cannot do it (the
+    /// default body), and the errors of [`write_at`](Self::write_at).
+    fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), BackendError> {
+        let _ = (offset, len);
+        Err(BackendError::Unsupported {
+            op: BackendOp::WriteZeroes,
+        })
+    }
 
     /// Describes the allocation state of `[offset, offset + len)` as contiguous
     /// extents in ascending order, covering the range from `offset` without
@@ -94,18 +170,28 @@ pub trait BlockBackend: Send + Sync + std::fmt::Debug + 'static {
     /// may end before `offset + len`.
     ///
     /// # Errors
-    /// [`BackendError::OutOfRange`], [`BackendError::Unsupported`], or a
-    /// storage failure.
-    fn allocation(&self, offset: u64, len: u64) -> Result<Vec<AllocationExtent>, BackendError>;
+    /// [`BackendError::OutOfRange`], [`BackendError::Unsupported`] (the
+    /// default body), or a storage failure.
+    fn allocation(&self, offset: u64, len: u64) -> Result<Vec<AllocationExtent>, BackendError> {
+        let _ = (offset, len);
+        Err(BackendError::Unsupported {
+            op: BackendOp::Allocation,
+        })
+    }
 
     /// Changes the capacity to `new_capacity_bytes` (a multiple of the
     /// logical block size). Growing exposes zeros.
     ///
     /// # Errors
     /// [`BackendError::Unsupported`] when the backend cannot change size
-    /// (a block device), [`BackendError::Misaligned`] for an unaligned size,
-    /// or a storage failure.
-    fn resize(&self, new_capacity_bytes: u64) -> Result<(), BackendError>;
+    /// (a block device; the default body), [`BackendError::Misaligned`] for
+    /// an unaligned size, or a storage failure.
+    fn resize(&self, new_capacity_bytes: u64) -> Result<(), BackendError> {
+        let _ = new_capacity_bytes;
+        Err(BackendError::Unsupported {
+            op: BackendOp::Resize,
+        })
+    }
 }
 
 /// Checks that `[offset, offset + len)` fits in `capacity`.

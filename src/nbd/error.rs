@@ -209,6 +209,8 @@ pub enum ConnectionError {
 }
 
 /// An error starting the quickstart [`Gateway`](super::Gateway).
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GatewayError {

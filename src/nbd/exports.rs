@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::backend::{AllocationExtent, BackendError, BlockBackend};
+use crate::backend::{AllocationExtent, AllocationState, BackendError, BlockBackend};
 use crate::binding::ControlPlane;
 use crate::model::{BindHandle, HostId};
 use crate::router::{RouteError, Router};
@@ -146,30 +146,65 @@ impl Export {
         self.call(Access::Write, |r, h, k| r.flush(h, k), |b| b.flush())
     }
 
+    /// NBD_CMD_TRIM. Trimming is advisory: an export whose backend cannot
+    /// discard keeps the data and answers success.
     pub(crate) fn trim(&self, offset: u64, len: u64) -> Result<(), u32> {
-        self.call(
+        let result = self.call(
             Access::Write,
             |r, h, k| r.discard(h, k, offset, len),
             |b| b.discard(offset, len),
-        )
+        );
+        // ENOTSUP comes only from BackendError::Unsupported (backend_errno).
+        match result {
+            Err(ENOTSUP) => Ok(()),
+            other => other,
+        }
     }
 
+    /// NBD_CMD_WRITE_ZEROES. A backend without write-zeroes gets the zeros
+    /// written in pieces of [`WRITE_ZEROES_FALLBACK_BYTES`].
     pub(crate) fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), u32> {
-        self.call(
+        let result = self.call(
             Access::Write,
             |r, h, k| r.write_zeroes(h, k, offset, len),
             |b| b.write_zeroes(offset, len),
-        )
+        );
+        if result != Err(ENOTSUP) {
+            return result;
+        }
+        let zeros = vec![0u8; len.min(WRITE_ZEROES_FALLBACK_BYTES) as usize];
+        let mut done = 0u64;
+        while done < len {
+            let now = (len - done).min(WRITE_ZEROES_FALLBACK_BYTES);
+            self.write(offset + done, &zeros[..now as usize], false)?;
+            done += now;
+        }
+        Ok(())
     }
 
+    /// NBD_CMD_BLOCK_STATUS for `base:allocation`. A backend without
+    /// allocation status reports the whole range allocated (flags 0), which
+    /// is always true to the protocol.
     pub(crate) fn allocation(&self, offset: u64, len: u64) -> Result<Vec<AllocationExtent>, u32> {
-        self.call(
+        let result = self.call(
             Access::Read,
             |r, h, k| r.allocation(h, k, offset, len),
             |b| b.allocation(offset, len),
-        )
+        );
+        match result {
+            Err(ENOTSUP) if len > 0 => Ok(vec![AllocationExtent {
+                offset,
+                len,
+                state: AllocationState::Allocated,
+            }]),
+            other => other,
+        }
     }
 }
+
+/// Piece size of the write-zeroes fallback for backends without
+/// write-zeroes.
+const WRITE_ZEROES_FALLBACK_BYTES: u64 = 1 << 20;
 
 /// The NBD error code for a routed I/O failure: a stale or refused handle is
 /// `EIO` (the client must reconnect), a range past the end is `ENOSPC` for
@@ -262,7 +297,7 @@ impl ExportCatalog for BackendExports {
 /// use vvol::BindContext;
 /// use vvol::nbd::{ExportCatalog, HostExports};
 ///
-/// let (plane, topo) = vvol::topology::quickstart()?;
+/// let (plane, topo) = vvol::testing::quickstart()?;
 /// let plane = Arc::new(plane);
 /// let h = plane.bind(topo.hosts[0], &[topo.vms[0].data], BindContext::Normal)?.remove(0)?;
 /// let exports = HostExports::new(Arc::clone(&plane), topo.hosts[0]);

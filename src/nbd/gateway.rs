@@ -8,7 +8,7 @@ use super::error::GatewayError;
 use super::exports::HostExports;
 use super::server::{NbdServer, ServerConfig};
 use crate::model::{BindContext, BindHandle, HostId, VvolId};
-use crate::topology::{Topology, quickstart};
+use crate::testing::{Topology, quickstart};
 use crate::{BlockBackend, ControlPlane, VvolSpec, VvolType};
 
 /// A running gateway: the control plane, the topology, the handles bound for

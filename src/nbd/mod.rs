@@ -14,11 +14,13 @@
 //! typed error ([`NbdError`] on the client) or has its connection closed
 //! (on the server).
 //!
-//! Compiled with the default-on cargo feature `nbd`.
+//! Compiled with the default-on cargo feature `nbd`; the quickstart
+//! `Gateway` also needs the `testing` feature.
 
 mod client;
 mod error;
 mod exports;
+#[cfg(feature = "testing")]
 mod gateway;
 mod handshake;
 pub mod proto;
@@ -29,8 +31,13 @@ mod stream;
 pub use client::{
     MAX_BLOCK_STATUS_BYTES, MAX_CONNECTIONS, MAX_RECONNECT_ATTEMPTS, NbdBackend, NbdConfig,
 };
-pub use error::{ConnectionError, GatewayError, NbdError, ServerError};
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub use error::GatewayError;
+pub use error::{ConnectionError, NbdError, ServerError};
 pub use exports::{BackendExports, Export, ExportCatalog, HostExports};
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub use gateway::Gateway;
 pub use server::{
     MAX_SERVER_CONNECTIONS, MAX_WORKERS_PER_CONNECTION, NbdServer, ServerConfig, ServerStats,

@@ -48,7 +48,7 @@ pub struct Resolved {
 /// ```
 /// use vvol::BindContext;
 ///
-/// let (plane, topo) = vvol::topology::quickstart()?;
+/// let (plane, topo) = vvol::testing::quickstart()?;
 /// let vm = &topo.vms[0];
 /// let host = topo.hosts[0];
 /// let handle = plane.bind(host, &[vm.data], BindContext::Normal)?.remove(0)?;

@@ -21,7 +21,7 @@
 //! use vvol::BindContext;
 //! use vvol::scsi::{ItNexus, ScsiTarget, Status};
 //!
-//! let (plane, topo) = vvol::topology::quickstart()?;
+//! let (plane, topo) = vvol::testing::quickstart()?;
 //! let plane = Arc::new(plane);
 //! let target = ScsiTarget::new(plane.clone(), topo.arrays[0])?;
 //! let host = topo.hosts[0];

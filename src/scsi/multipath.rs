@@ -118,7 +118,7 @@ struct Inner {
 /// use vvol::BindContext;
 /// use vvol::scsi::{Multipath, PathPolicy, ScsiTarget, Status};
 ///
-/// let (plane, topo) = vvol::topology::quickstart()?;
+/// let (plane, topo) = vvol::testing::quickstart()?;
 /// let plane = Arc::new(plane);
 /// let target = Arc::new(ScsiTarget::new(plane.clone(), topo.arrays[0])?);
 /// let host = topo.hosts[0];

@@ -162,7 +162,7 @@ pub(crate) fn backend_sense(error: &BackendError, write: bool) -> Sense {
 /// use vvol::BindContext;
 /// use vvol::scsi::{ItNexus, ScsiTarget, Status};
 ///
-/// let (plane, topo) = vvol::topology::quickstart()?;
+/// let (plane, topo) = vvol::testing::quickstart()?;
 /// let plane = std::sync::Arc::new(plane);
 /// let target = ScsiTarget::new(plane.clone(), topo.arrays[0])?;
 /// let host = topo.hosts[0];

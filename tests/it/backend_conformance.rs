@@ -1,8 +1,8 @@
-//! One conformance suite for every [`BlockBackend`], plus backend-specific
-//! tests.
+//! The crate's backend conformance kit (`vvol::testing::backend_conformance`)
+//! run on every backend of the crate, plus backend-specific tests.
 //!
-//! Each case is written once over `&dyn BlockBackend` and takes a
-//! constructor; the `suite!` macro runs every case against every backend.
+//! Each kit case takes a constructor; the `suite!` macro runs every case
+//! against every backend, as one test per case.
 
 use std::io::ErrorKind;
 use std::path::Path;
@@ -13,13 +13,16 @@ use vvol::backend::{
     FaultTrigger, FaultyBackend, FileBackend, FileBackendOptions, MAX_ALLOCATION_EXTENTS,
     MemoryBackend,
 };
+pub(crate) use vvol::testing::backend_conformance::pattern;
+use vvol::testing::backend_conformance::{self, Case, ConformanceError};
+
+use crate::support::MinimalBackend;
 
 /// Builds a backend of `capacity` bytes with the given logical block size.
 pub(crate) type Ctor = fn(u64, u32) -> Arc<dyn BlockBackend>;
 
-/// Capacity used by the conformance cases: several memory chunks.
-pub(crate) const CAP: u64 = 4 << 20;
-const KIB: u64 = 1024;
+/// Capacity the conformance kit asks its factories for.
+pub(crate) const CAP: u64 = backend_conformance::CAPACITY_BYTES;
 const MIB: u64 = 1024 * 1024;
 
 // ---------------------------------------------------------------------------
@@ -32,6 +35,15 @@ fn memory(capacity: u64, block_size: u32) -> Arc<dyn BlockBackend> {
 
 fn faulty_memory(capacity: u64, block_size: u32) -> Arc<dyn BlockBackend> {
     Arc::new(FaultyBackend::new(memory(capacity, block_size)))
+}
+
+/// A backend with only the five required methods.
+fn minimal(capacity: u64, block_size: u32) -> Arc<dyn BlockBackend> {
+    Arc::new(MinimalBackend::new(capacity, block_size))
+}
+
+fn faulty_minimal(capacity: u64, block_size: u32) -> Arc<dyn BlockBackend> {
+    Arc::new(FaultyBackend::new(minimal(capacity, block_size)))
 }
 
 /// Opens a file backend on a fresh temporary file in `dir`. The file is
@@ -69,13 +81,6 @@ fn file_direct(capacity: u64, block_size: u32) -> Arc<dyn BlockBackend> {
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// Deterministic non-zero bytes, different for each seed.
-pub(crate) fn pattern(seed: u64, len: u64) -> Vec<u8> {
-    (0..len)
-        .map(|i| (seed.wrapping_mul(131).wrapping_add(i * 7 + (i >> 9)) % 255 + 1) as u8)
-        .collect()
-}
 
 fn read(b: &dyn BlockBackend, offset: u64, len: u64) -> Vec<u8> {
     let mut buf = vec![0x5A; len as usize];
@@ -124,328 +129,90 @@ fn checked_allocation(b: &dyn BlockBackend, offset: u64, len: u64) -> Vec<Alloca
     extents
 }
 
-fn state_at(extents: &[AllocationExtent], byte: u64) -> AllocationState {
-    extents
-        .iter()
-        .find(|e| e.offset <= byte && byte < e.offset + e.len)
-        .unwrap_or_else(|| panic!("byte {byte} not covered by {extents:?}"))
-        .state
-}
 
 // ---------------------------------------------------------------------------
-// Conformance cases
+// The conformance kit (`vvol::testing::backend_conformance`) on every backend
 // ---------------------------------------------------------------------------
 
-pub(crate) fn fresh_reads_are_zeros(new: Ctor, bs: u32) {
-    let b = new(CAP, bs);
-    assert_eq!(b.capacity_bytes(), CAP);
-    assert_eq!(b.logical_block_size(), bs);
-    assert_bytes(&*b, 0, CAP, 0);
-    assert_bytes(&*b, CAP - u64::from(bs), u64::from(bs), 0);
-    let mut empty = [0u8; 0];
-    b.read_at(CAP, &mut empty).expect("empty read at the end");
-}
-
-pub(crate) fn round_trip(new: Ctor, bs: u32) {
-    let b = new(CAP, bs);
-    let bs = u64::from(bs);
-    let writes = [
-        (0, bs),
-        (bs, bs),
-        (64 * KIB - bs, 2 * bs), // across a memory chunk boundary
-        (MIB + 3 * bs, 8 * bs),
-        (2 * MIB, 300 * KIB), // several chunks, and more than a bounce buffer piece
-        (CAP - bs, bs),       // last block
-    ];
-    for (i, &(offset, len)) in writes.iter().enumerate() {
-        b.write_at(offset, &pattern(i as u64, len), false)
-            .unwrap_or_else(|e| panic!("write {len} at {offset}: {e}"));
+/// Runs one kit case on backends from `new`, failing the test with the
+/// kit's description of what broke.
+#[track_caller]
+pub(crate) fn run_case(case: Case, new: Ctor, bs: u32) {
+    if let Err(e) = case.run(|capacity, block_size| Ok(new(capacity, block_size)), bs) {
+        panic!("{e}");
     }
-    for (i, &(offset, len)) in writes.iter().enumerate() {
+}
+
+/// Checks that a backend from `new` announces exactly the optional
+/// operations it is expected to implement, so a kit case cannot pass
+/// through its `Unsupported` branch by accident.
+#[track_caller]
+pub(crate) fn check_supports(new: Ctor, bs: u32, expected: &[BackendOp]) {
+    let b = new(CAP, bs);
+    for op in BackendOp::ALL {
+        let required = matches!(op, BackendOp::Read | BackendOp::Write | BackendOp::Flush);
         assert_eq!(
-            read(&*b, offset, len),
-            pattern(i as u64, len),
-            "data at {offset}"
+            b.supports(op),
+            required || expected.contains(&op),
+            "supports({op:?})"
         );
     }
-    // Neighbours untouched.
-    assert_bytes(&*b, 2 * bs, 64 * KIB - 3 * bs, 0);
-    assert_bytes(&*b, MIB + 2 * bs, bs, 0);
-    assert_bytes(&*b, MIB + 11 * bs, bs, 0);
-    assert_bytes(&*b, CAP - 2 * bs, bs, 0);
-    // Overwrite part of an earlier write.
-    b.write_at(2 * MIB + 4 * KIB, &pattern(99, 8 * KIB), false)
-        .expect("overwrite");
-    let mut expected = pattern(4, 300 * KIB);
-    expected[4 * KIB as usize..12 * KIB as usize].copy_from_slice(&pattern(99, 8 * KIB));
-    assert_eq!(read(&*b, 2 * MIB, 300 * KIB), expected);
 }
 
-pub(crate) fn out_of_range(new: Ctor, bs: u32) {
-    let b = new(CAP, bs);
-    let bs = u64::from(bs);
-    let huge = !(bs - 1); // u64::MAX rounded down to a block: aligned, and offset + len overflows
-    let block = vec![0u8; bs as usize];
-    let two = vec![0u8; 2 * bs as usize];
-    for (offset, buf) in [(CAP, &block), (CAP - bs, &two), (huge, &two)] {
-        let mut rbuf = buf.clone();
-        assert!(
-            is_out_of_range(b.read_at(offset, &mut rbuf)),
-            "read at {offset}"
-        );
-        assert!(
-            is_out_of_range(b.write_at(offset, buf, false)),
-            "write at {offset}"
-        );
-        let len = buf.len() as u64;
-        assert!(
-            is_out_of_range(b.discard(offset, len)),
-            "discard at {offset}"
-        );
-        assert!(
-            is_out_of_range(b.write_zeroes(offset, len)),
-            "write_zeroes at {offset}"
-        );
-        assert!(
-            is_out_of_range(b.allocation(offset, len)),
-            "allocation at {offset}"
-        );
-    }
-    match b.write_at(CAP, &block, true) {
-        Err(BackendError::OutOfRange {
-            op,
-            offset,
-            len,
-            capacity,
-        }) => {
-            assert_eq!(op, BackendOp::Write);
-            assert_eq!((offset, len, capacity), (CAP, bs, CAP));
-        }
-        other => panic!("expected OutOfRange, got {other:?}"),
-    }
-    // Nothing was written anywhere.
-    assert_bytes(&*b, CAP - 2 * bs, 2 * bs, 0);
-}
-
-pub(crate) fn fua_write_then_read(new: Ctor, bs: u32) {
-    let b = new(CAP, bs);
-    let bs = u64::from(bs);
-    b.write_at(10 * bs, &pattern(1, 2 * bs), true)
-        .expect("fua write");
-    assert_eq!(read(&*b, 10 * bs, 2 * bs), pattern(1, 2 * bs));
-    let big = 1536 * KIB; // more than one bounce piece
-    b.write_at(MIB, &pattern(2, big), true)
-        .expect("large fua write");
-    assert_eq!(read(&*b, MIB, big), pattern(2, big));
-}
-
-pub(crate) fn flush_ok(new: Ctor, bs: u32) {
-    let b = new(CAP, bs);
-    b.flush().expect("flush of a fresh backend");
-    b.write_at(0, &pattern(3, u64::from(bs)), false)
-        .expect("write");
-    b.flush().expect("flush");
-    assert_eq!(read(&*b, 0, u64::from(bs)), pattern(3, u64::from(bs)));
-}
-
-pub(crate) fn write_zeroes_keeps_neighbours(new: Ctor, bs: u32) {
-    let b = new(CAP, bs);
-    let bs = u64::from(bs);
-    fill(&*b, 0, 256 * KIB, 0xAA);
-    // A whole chunk plus partial ones on both sides.
-    b.write_zeroes(32 * KIB, 128 * KIB).expect("write_zeroes");
-    assert_bytes(&*b, 0, 32 * KIB, 0xAA);
-    assert_bytes(&*b, 32 * KIB, 128 * KIB, 0);
-    assert_bytes(&*b, 160 * KIB, 96 * KIB, 0xAA);
-    // One block.
-    b.write_zeroes(bs, bs).expect("write_zeroes of one block");
-    assert_bytes(&*b, 0, bs, 0xAA);
-    assert_bytes(&*b, bs, bs, 0);
-    assert_bytes(&*b, 2 * bs, 32 * KIB - 2 * bs, 0xAA);
-    // Nothing at all.
-    b.write_zeroes(0, 0).expect("empty write_zeroes");
-    assert_bytes(&*b, 0, bs, 0xAA);
-    // Everything, then write again.
-    b.write_zeroes(0, CAP).expect("write_zeroes of everything");
-    assert_bytes(&*b, 0, CAP, 0);
-    fill(&*b, 64 * KIB, bs, 0x11);
-    assert_bytes(&*b, 64 * KIB, bs, 0x11);
-}
-
-pub(crate) fn discard_reads_zeros_or_old(new: Ctor, bs: u32) {
-    let b = new(CAP, bs);
-    let bs = u64::from(bs);
-    assert!(b.supports(BackendOp::Discard));
-    fill(&*b, 0, 256 * KIB, 0xAA);
-    b.discard(64 * KIB, 128 * KIB).expect("discard");
-    assert_bytes(&*b, 0, 64 * KIB, 0xAA);
-    assert_bytes(&*b, 192 * KIB, 64 * KIB, 0xAA);
-    let middle = read(&*b, 64 * KIB, 128 * KIB);
-    assert!(
-        middle.iter().all(|&x| x == 0 || x == 0xAA),
-        "discarded range holds neither zeros nor old data"
-    );
-    // A partial discard leaves its neighbours alone.
-    b.discard(3 * bs, bs).expect("discard of one block");
-    assert_bytes(&*b, 0, 3 * bs, 0xAA);
-    assert_bytes(&*b, 4 * bs, 64 * KIB - 4 * bs, 0xAA);
-    b.discard(0, 0).expect("empty discard");
-    // Writes after a discard read back.
-    b.write_at(64 * KIB, &pattern(5, 4 * bs), false)
-        .expect("write after discard");
-    assert_eq!(read(&*b, 64 * KIB, 4 * bs), pattern(5, 4 * bs));
-}
-
-pub(crate) fn allocation_after_writes(new: Ctor, bs: u32) {
-    let b = new(CAP, bs);
-    assert!(b.supports(BackendOp::Allocation));
-    // A fresh backend has nothing allocated.
-    for e in checked_allocation(&*b, 0, CAP) {
-        assert_ne!(e.state, AllocationState::Allocated, "fresh: {e:?}");
-    }
-    let written = [(0, 4 * KIB), (MIB, 8 * KIB), (CAP - 4 * KIB, 4 * KIB)];
-    for (i, &(offset, len)) in written.iter().enumerate() {
-        b.write_at(offset, &pattern(i as u64, len), false)
-            .expect("write");
-    }
-    let extents = checked_allocation(&*b, 0, CAP);
-    assert_eq!(
-        extents.last().map(|e| e.offset + e.len),
-        Some(CAP),
-        "a few extents cover the whole range: {extents:?}"
-    );
-    for &(offset, len) in &written {
-        for byte in [offset, offset + len / 2, offset + len - 1] {
-            assert_eq!(
-                state_at(&extents, byte),
-                AllocationState::Allocated,
-                "byte {byte} in {extents:?}"
-            );
-        }
-    }
-    // Far from every write: not allocated (Zero, or Unknown where the backend
-    // cannot tell).
-    for byte in (2 * MIB..3 * MIB).step_by(64 * KIB as usize) {
-        assert_ne!(
-            state_at(&extents, byte),
-            AllocationState::Allocated,
-            "byte {byte} in {extents:?}"
-        );
-    }
-    // A query from inside a written range starts there.
-    let from_inside = checked_allocation(&*b, MIB + 4 * KIB, 2 * MIB);
-    assert_eq!(from_inside[0].offset, MIB + 4 * KIB);
-    assert_eq!(from_inside[0].state, AllocationState::Allocated);
-    assert!(b.allocation(0, 0).expect("empty allocation").is_empty());
-}
-
-pub(crate) fn resize_grow_and_shrink(new: Ctor, bs: u32) {
-    let b = new(CAP, bs);
-    if !b.supports(BackendOp::Resize) {
-        return;
-    }
-    let bs = u64::from(bs);
-    b.write_at(CAP - bs, &pattern(7, bs), false).expect("write");
-    b.resize(2 * CAP).expect("grow");
-    assert_eq!(b.capacity_bytes(), 2 * CAP);
-    assert_eq!(read(&*b, CAP - bs, bs), pattern(7, bs));
-    assert_bytes(&*b, CAP, CAP, 0);
-    b.write_at(2 * CAP - bs, &pattern(8, bs), false)
-        .expect("write in the grown part");
-    assert_eq!(read(&*b, 2 * CAP - bs, bs), pattern(8, bs));
-
-    // Shrink to the middle of a memory chunk, then grow: the cut-off part
-    // reads as zeros.
-    let half = CAP / 2;
-    b.write_at(half, &pattern(9, 2 * bs), false).expect("write");
-    b.resize(half + bs).expect("shrink");
-    assert_eq!(b.capacity_bytes(), half + bs);
-    assert!(is_out_of_range(
-        b.read_at(half + bs, &mut vec![0; bs as usize])
-    ));
-    assert!(is_out_of_range(b.write_at(
-        half + bs,
-        &vec![1; bs as usize],
-        false
-    )));
-    assert_eq!(read(&*b, half, bs), pattern(9, 2 * bs)[..bs as usize]);
-    b.resize(CAP).expect("grow again");
-    assert_eq!(read(&*b, half, bs), pattern(9, 2 * bs)[..bs as usize]);
-    assert_bytes(&*b, half + bs, CAP - half - bs, 0);
-
-    assert!(matches!(
-        b.resize(CAP + bs / 2),
-        Err(BackendError::Misaligned {
-            op: BackendOp::Resize,
-            ..
-        })
-    ));
-    assert_eq!(b.capacity_bytes(), CAP);
-}
-
-pub(crate) fn concurrent_writers(new: Ctor, bs: u32) {
-    const THREADS: u64 = 4;
-    const BLOCKS: u64 = 256;
-    let b = new(CAP, bs);
-    let bs = u64::from(bs);
-    // Spread the blocks over the whole capacity so memory chunks are shared
-    // by several threads.
-    let stride = CAP / BLOCKS;
-    std::thread::scope(|scope| {
-        for t in 0..THREADS {
-            let b = Arc::clone(&b);
-            scope.spawn(move || {
-                for i in (t..BLOCKS).step_by(THREADS as usize) {
-                    let offset = i * stride;
-                    b.write_at(offset, &pattern(i, bs), i % 8 == 0)
-                        .expect("concurrent write");
-                    assert_eq!(read(&*b, offset, bs), pattern(i, bs));
-                }
-            });
-        }
-    });
-    for i in 0..BLOCKS {
-        assert_eq!(read(&*b, i * stride, bs), pattern(i, bs), "block {i}");
-    }
-}
+const ALL_OPTIONAL: [BackendOp; 4] = [
+    BackendOp::Discard,
+    BackendOp::WriteZeroes,
+    BackendOp::Allocation,
+    BackendOp::Resize,
+];
 
 macro_rules! suite {
-    ($($name:ident => ($ctor:expr, $bs:expr)),* $(,)?) => {
+    ($($name:ident => ($ctor:expr, $bs:expr, $supports:expr)),* $(,)?) => {
         $(
             mod $name {
                 use super::*;
+
+                #[test]
+                fn supports_the_expected_ops() {
+                    check_supports($ctor, $bs, &$supports);
+                }
+
                 suite!(@cases $ctor, $bs;
-                    fresh_reads_are_zeros,
-                    round_trip,
-                    out_of_range,
-                    fua_write_then_read,
-                    flush_ok,
-                    write_zeroes_keeps_neighbours,
-                    discard_reads_zeros_or_old,
-                    allocation_after_writes,
-                    resize_grow_and_shrink,
-                    concurrent_writers,
+                    fresh_reads_are_zeros => FreshReadsAreZeros,
+                    round_trip => RoundTrip,
+                    out_of_range => OutOfRange,
+                    fua_write_then_read => FuaWriteThenRead,
+                    flush_ok => Flush,
+                    write_zeroes_keeps_neighbours => WriteZeroesKeepsNeighbours,
+                    discard_reads_zeros_or_old => DiscardReadsZerosOrOld,
+                    allocation_after_writes => AllocationAfterWrites,
+                    resize_grow_and_shrink => ResizeGrowAndShrink,
+                    concurrent_writers => ConcurrentWriters,
+                    optional_ops_match_supports => OptionalOpsMatchSupports,
                 );
             }
         )*
     };
-    (@cases $ctor:expr, $bs:expr; $($case:ident),* $(,)?) => {
+    (@cases $ctor:expr, $bs:expr; $($test:ident => $case:ident),* $(,)?) => {
         $(
             #[test]
-            fn $case() {
-                super::$case($ctor, $bs);
+            fn $test() {
+                run_case(Case::$case, $ctor, $bs);
             }
         )*
     };
 }
 
 suite! {
-    memory_512 => (memory, 512),
-    memory_4096 => (memory, 4096),
-    file_512 => (file_buffered, 512),
-    file_4096 => (file_buffered, 4096),
-    file_direct_4096 => (file_direct, 4096),
-    faulty_memory_512 => (faulty_memory, 512),
+    memory_512 => (memory, 512, ALL_OPTIONAL),
+    memory_4096 => (memory, 4096, ALL_OPTIONAL),
+    file_512 => (file_buffered, 512, ALL_OPTIONAL),
+    file_4096 => (file_buffered, 4096, ALL_OPTIONAL),
+    file_direct_4096 => (file_direct, 4096, ALL_OPTIONAL),
+    faulty_memory_512 => (faulty_memory, 512, ALL_OPTIONAL),
+    minimal_512 => (minimal, 512, []),
+    minimal_4096 => (minimal, 4096, []),
+    faulty_minimal_4096 => (faulty_minimal, 4096, []),
 }
 
 // NbdBackend against our own NbdServer over loopback (tests/it/nbd.rs).
@@ -453,11 +220,89 @@ suite! {
 use crate::nbd::{served_inline, served_memory, served_routed};
 
 #[cfg(feature = "nbd")]
+const NBD_OPTIONAL: [BackendOp; 3] = [
+    BackendOp::Discard,
+    BackendOp::WriteZeroes,
+    BackendOp::Allocation,
+];
+
+#[cfg(feature = "nbd")]
 suite! {
-    nbd_memory_512 => (served_memory, 512),
-    nbd_memory_4096 => (served_memory, 4096),
-    nbd_routed_512 => (served_routed, 512),
-    nbd_inline_4096 => (served_inline, 4096),
+    nbd_memory_512 => (served_memory, 512, NBD_OPTIONAL),
+    nbd_memory_4096 => (served_memory, 4096, NBD_OPTIONAL),
+    nbd_routed_512 => (served_routed, 512, NBD_OPTIONAL),
+    nbd_inline_4096 => (served_inline, 4096, NBD_OPTIONAL),
+}
+
+/// The whole kit in one call, as an embedder runs it.
+#[test]
+fn kit_run_all_passes_memory_and_minimal() {
+    backend_conformance::run_all(|c, b| Ok(memory(c, b)), 512).expect("memory");
+    backend_conformance::run_all(|c, b| Ok(minimal(c, b)), 4096).expect("minimal");
+}
+
+/// A factory error is reported, not panicked on.
+#[test]
+fn kit_reports_a_failing_factory() {
+    let err = Case::RoundTrip
+        .run(|c, b| Ok(Arc::new(MemoryBackend::new(c + 1, b)?)), 512)
+        .expect_err("the factory fails");
+    assert!(matches!(
+        err,
+        ConformanceError::Make {
+            case: Case::RoundTrip,
+            block_size: 512,
+            ..
+        }
+    ));
+    assert!(err.to_string().contains("round_trip"), "{err}");
+}
+
+/// Backends that break the contract fail the kit with a description.
+#[test]
+fn kit_catches_broken_backends() {
+    // Claims discard but does not implement it.
+    #[derive(Debug)]
+    struct Liar(MinimalBackend);
+    impl BlockBackend for Liar {
+        fn capacity_bytes(&self) -> u64 {
+            self.0.capacity_bytes()
+        }
+        fn logical_block_size(&self) -> u32 {
+            self.0.logical_block_size()
+        }
+        fn supports(&self, op: BackendOp) -> bool {
+            op == BackendOp::Discard || self.0.supports(op)
+        }
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), BackendError> {
+            self.0.read_at(offset, buf)
+        }
+        fn write_at(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), BackendError> {
+            // Drops every other block on the floor past 1 MiB.
+            if offset >= MIB && (offset / 512) % 2 == 1 {
+                return Ok(());
+            }
+            self.0.write_at(offset, data, fua)
+        }
+        fn flush(&self) -> Result<(), BackendError> {
+            self.0.flush()
+        }
+    }
+    let liar = |c, b| Ok(Arc::new(Liar(MinimalBackend::new(c, b))) as Arc<dyn BlockBackend>);
+    let err = Case::DiscardReadsZerosOrOld
+        .run(liar, 512)
+        .expect_err("discard is claimed but missing");
+    assert!(
+        matches!(err, ConformanceError::Failed { case: Case::DiscardReadsZerosOrOld, .. }),
+        "{err}"
+    );
+    let err = Case::RoundTrip.run(liar, 512).expect_err("lost writes");
+    assert!(err.to_string().contains("does not read back"), "{err}");
+    // A wrong capacity.
+    let err = Case::FreshReadsAreZeros
+        .run(|c, b| Ok(minimal(c / 2, b)), 512)
+        .expect_err("half the capacity");
+    assert!(err.to_string().contains("capacity"), "{err}");
 }
 
 // ---------------------------------------------------------------------------
@@ -894,20 +739,20 @@ fn interop_block_device_loop() {
         );
         drop(probe);
         // Every case but allocation_after_writes (a device reports Unknown).
-        let cases: [fn(Ctor, u32); 9] = [
-            fresh_reads_are_zeros,
-            round_trip,
-            out_of_range,
-            fua_write_then_read,
-            flush_ok,
-            write_zeroes_keeps_neighbours,
-            discard_reads_zeros_or_old,
-            resize_grow_and_shrink,
-            concurrent_writers,
+        let cases: [Case; 9] = [
+            Case::FreshReadsAreZeros,
+            Case::RoundTrip,
+            Case::OutOfRange,
+            Case::FuaWriteThenRead,
+            Case::Flush,
+            Case::WriteZeroesKeepsNeighbours,
+            Case::DiscardReadsZerosOrOld,
+            Case::ResizeGrowAndShrink,
+            Case::ConcurrentWriters,
         ];
         for case in cases {
-            case(block_device, bs);
-            case(block_device_direct, bs);
+            run_case(case, block_device, bs);
+            run_case(case, block_device_direct, bs);
         }
         *DEVICE.lock() = None;
     }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use vvol::topology::quickstart;
+use vvol::testing::quickstart;
 use vvol::{
     ArraySpec, BindContext, ContainerSpec, ControlError, ControlPlane, EventId, EventKind, Limits,
     Naa, NfsVersion, PeId, PeSpec, PeState, Protocol, RebindReason, SecondaryId, SecondaryIdSpace,

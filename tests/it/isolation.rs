@@ -6,7 +6,7 @@
 //! (the exact handle from another host), `scsi_target::inquiry_sets_lu_cong_on_pe_and_slu_and_pq3_when_unbound`
 //! (INQUIRY PQ 011b and READ to another host's SLU).
 
-use vvol::topology::quickstart;
+use vvol::testing::quickstart;
 use vvol::{BindContext, BindHandle, Generation, RouteError, SecondaryId};
 
 use crate::support::{bind_one, tagged_block};

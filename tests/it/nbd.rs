@@ -15,8 +15,9 @@ use vvol::nbd::{
     ServerConfig,
 };
 use vvol::{BindContext, ControlPlane, UnbindContext, VvolSpec, VvolType};
+use vvol::testing::backend_conformance::Case;
 
-use crate::backend_conformance::{self as conf, CAP, Ctor};
+use crate::backend_conformance::{self as conf, CAP};
 use crate::support::bind_one;
 
 /// An NBD backend together with what serves it; the server stops when the
@@ -123,7 +124,7 @@ pub(crate) fn served_simple(capacity: u64, block_size: u32) -> Arc<dyn BlockBack
 /// A fresh vVol in the quickstart topology, bound for host 0 and reached
 /// through the router by [`HostExports`].
 pub(crate) fn served_routed(capacity: u64, block_size: u32) -> Arc<dyn BlockBackend> {
-    let (plane, topo) = vvol::topology::quickstart().expect("quickstart");
+    let (plane, topo) = vvol::testing::quickstart().expect("quickstart");
     let vvol = plane
         .create_vvol(
             topo.containers[0],
@@ -148,19 +149,19 @@ pub(crate) fn served_routed(capacity: u64, block_size: u32) -> Arc<dyn BlockBack
 /// with simple replies.
 #[test]
 fn nbd_simple_replies_conformance() {
-    let cases: [fn(Ctor, u32); 9] = [
-        conf::fresh_reads_are_zeros,
-        conf::round_trip,
-        conf::out_of_range,
-        conf::fua_write_then_read,
-        conf::flush_ok,
-        conf::write_zeroes_keeps_neighbours,
-        conf::discard_reads_zeros_or_old,
-        conf::resize_grow_and_shrink,
-        conf::concurrent_writers,
+    let cases: [Case; 9] = [
+        Case::FreshReadsAreZeros,
+        Case::RoundTrip,
+        Case::OutOfRange,
+        Case::FuaWriteThenRead,
+        Case::Flush,
+        Case::WriteZeroesKeepsNeighbours,
+        Case::DiscardReadsZerosOrOld,
+        Case::ResizeGrowAndShrink,
+        Case::ConcurrentWriters,
     ];
     for case in cases {
-        case(served_simple, 512);
+        conf::run_case(case, served_simple, 512);
     }
 }
 
@@ -339,7 +340,7 @@ proptest! {
 
 #[test]
 fn nbd_generation_check_after_unbind_and_rebind() {
-    let (plane, topo) = vvol::topology::quickstart().expect("quickstart");
+    let (plane, topo) = vvol::testing::quickstart().expect("quickstart");
     let host = topo.hosts[0];
     let disk = topo.vms[0].data;
     let old = bind_one(&plane, host, disk, BindContext::Normal);

@@ -14,8 +14,9 @@ use std::time::Duration;
 use vvol::backend::{BackendError, BlockBackend, MemoryBackend};
 use vvol::nbd::proto;
 use vvol::nbd::{Gateway, NbdBackend, NbdConfig, ServerConfig};
+use vvol::testing::backend_conformance::Case;
 
-use crate::backend_conformance::{self as conf, Ctor};
+use crate::backend_conformance as conf;
 use crate::nbd::Served;
 
 /// A peer process and its scratch directory; dropping it kills the process
@@ -240,38 +241,38 @@ fn nbd_server_simple(capacity: u64, block_size: u32) -> Arc<dyn BlockBackend> {
     b
 }
 
-const ALL_CASES: [fn(Ctor, u32); 10] = [
-    conf::fresh_reads_are_zeros,
-    conf::round_trip,
-    conf::out_of_range,
-    conf::fua_write_then_read,
-    conf::flush_ok,
-    conf::write_zeroes_keeps_neighbours,
-    conf::discard_reads_zeros_or_old,
-    conf::allocation_after_writes,
-    conf::resize_grow_and_shrink,
-    conf::concurrent_writers,
+const ALL_CASES: [Case; 10] = [
+    Case::FreshReadsAreZeros,
+    Case::RoundTrip,
+    Case::OutOfRange,
+    Case::FuaWriteThenRead,
+    Case::Flush,
+    Case::WriteZeroesKeepsNeighbours,
+    Case::DiscardReadsZerosOrOld,
+    Case::AllocationAfterWrites,
+    Case::ResizeGrowAndShrink,
+    Case::ConcurrentWriters,
 ];
 
 #[test]
 fn interop_nbd_backend_qemu_nbd_raw() {
     for case in ALL_CASES {
-        case(qemu_raw, 512);
-        case(qemu_raw, 4096);
+        conf::run_case(case, qemu_raw, 512);
+        conf::run_case(case, qemu_raw, 4096);
     }
 }
 
 #[test]
 fn interop_nbd_backend_qemu_nbd_qcow2() {
     for case in ALL_CASES {
-        case(qemu_qcow2, 512);
+        conf::run_case(case, qemu_qcow2, 512);
     }
 }
 
 #[test]
 fn interop_nbd_backend_nbdkit_memory() {
     for case in ALL_CASES {
-        case(nbdkit, 4096);
+        conf::run_case(case, nbdkit, 4096);
     }
 }
 
@@ -279,18 +280,18 @@ fn interop_nbd_backend_nbdkit_memory() {
 /// advertise TRIM by default: every other case.
 #[test]
 fn interop_nbd_backend_nbd_server_simple_replies() {
-    let cases: [fn(Ctor, u32); 8] = [
-        conf::fresh_reads_are_zeros,
-        conf::round_trip,
-        conf::out_of_range,
-        conf::fua_write_then_read,
-        conf::flush_ok,
-        conf::write_zeroes_keeps_neighbours,
-        conf::resize_grow_and_shrink,
-        conf::concurrent_writers,
+    let cases: [Case; 8] = [
+        Case::FreshReadsAreZeros,
+        Case::RoundTrip,
+        Case::OutOfRange,
+        Case::FuaWriteThenRead,
+        Case::Flush,
+        Case::WriteZeroesKeepsNeighbours,
+        Case::ResizeGrowAndShrink,
+        Case::ConcurrentWriters,
     ];
     for case in cases {
-        case(nbd_server_simple, 512);
+        conf::run_case(case, nbd_server_simple, 512);
     }
 }
 
@@ -603,10 +604,10 @@ fn qemu_unix(capacity: u64, block_size: u32) -> Arc<dyn BlockBackend> {
 #[test]
 fn interop_nbd_backend_qemu_nbd_unix_socket() {
     for case in [
-        conf::round_trip,
-        conf::allocation_after_writes,
-        conf::concurrent_writers,
+        Case::RoundTrip,
+        Case::AllocationAfterWrites,
+        Case::ConcurrentWriters,
     ] {
-        case(qemu_unix, 512);
+        conf::run_case(case, qemu_unix, 512);
     }
 }

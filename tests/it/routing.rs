@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use vvol::backend::{Fault, FaultKind, FaultTrigger, FaultyBackend, MemoryBackend};
-use vvol::topology::quickstart;
+use vvol::testing::quickstart;
 use vvol::{
     ArraySpec, BackendError, BackendOp, BindContext, BindHandle, BlockBackend, ContainerSpec,
     ControlPlane, Generation, Limits, Naa, PeSpec, Protocol, RouteError, SecondaryIdSpace,

@@ -1,6 +1,6 @@
 //! Shared helpers for the integration tests.
 
-use vvol::{BindContext, BindHandle, ControlPlane, HostId, VvolId};
+use vvol::{BindContext, BindHandle, BlockBackend, ControlPlane, HostId, VvolId};
 
 /// Binds one vVol and returns its handle, panicking with context otherwise.
 #[track_caller]
@@ -24,4 +24,66 @@ pub(crate) fn tagged_block(tag: &str) -> Vec<u8> {
     let mut block = vec![0u8; 512];
     block[..tag.len()].copy_from_slice(tag.as_bytes());
     block
+}
+
+/// A backend with only the five required `BlockBackend` methods: a flat byte
+/// vector. Every optional operation falls to the trait's default
+/// (`Unsupported`).
+#[derive(Debug)]
+pub(crate) struct MinimalBackend {
+    bytes: parking_lot::RwLock<Vec<u8>>,
+    block_size: u32,
+}
+
+impl MinimalBackend {
+    pub(crate) fn new(capacity: u64, block_size: u32) -> Self {
+        Self {
+            bytes: parking_lot::RwLock::new(vec![0; capacity as usize]),
+            block_size,
+        }
+    }
+
+    fn range(
+        &self,
+        op: vvol::BackendOp,
+        offset: u64,
+        len: usize,
+    ) -> Result<std::ops::Range<usize>, vvol::BackendError> {
+        let capacity = self.capacity_bytes();
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= capacity => Ok(offset as usize..end as usize),
+            _ => Err(vvol::BackendError::OutOfRange {
+                op,
+                offset,
+                len: len as u64,
+                capacity,
+            }),
+        }
+    }
+}
+
+impl BlockBackend for MinimalBackend {
+    fn capacity_bytes(&self) -> u64 {
+        self.bytes.read().len() as u64
+    }
+
+    fn logical_block_size(&self) -> u32 {
+        self.block_size
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), vvol::BackendError> {
+        let range = self.range(vvol::BackendOp::Read, offset, buf.len())?;
+        buf.copy_from_slice(&self.bytes.read()[range]);
+        Ok(())
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8], _fua: bool) -> Result<(), vvol::BackendError> {
+        let range = self.range(vvol::BackendOp::Write, offset, data.len())?;
+        self.bytes.write()[range].copy_from_slice(data);
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), vvol::BackendError> {
+        Ok(())
+    }
 }

@@ -1,4 +1,4 @@
-//! Ready-made topologies for examples, tests and benchmarks.
+//! The quickstart topology for examples, tests and benchmarks.
 //!
 //! [`quickstart`] builds the vSphere documentation's example (one array with
 //! 2 containers and 3 PEs, where vVols of both containers can bind through
@@ -55,8 +55,34 @@ pub struct Topology {
     pub pes: Vec<PeId>,
     /// `[esx-01, esx-02]`, each seeing every PE.
     pub hosts: Vec<HostId>,
+    /// The hosts' names, in the order of [`hosts`](Self::hosts).
+    pub host_names: Vec<String>,
     /// `vm-a` (gold), `vm-b` (silver), `vm-c` (bronze, NFS).
     pub vms: Vec<Vm>,
+}
+
+impl Topology {
+    /// The index in [`hosts`](Self::hosts) of the host named by
+    /// `index_or_name`: a 0-based index (`"0"` is `esx-01`) or a host name
+    /// (`"esx-01"`). `None` when it names no host. This is how every example
+    /// reads its `--host` argument.
+    ///
+    /// # Example
+    /// ```
+    /// let (_plane, topo) = vvol::testing::quickstart()?;
+    /// assert_eq!(topo.host_index("0"), Some(0));
+    /// assert_eq!(topo.host_index("esx-02"), Some(1));
+    /// assert_eq!(topo.host_index("2"), None);
+    /// assert_eq!(topo.host_index("esx-03"), None);
+    /// # Ok::<(), vvol::ControlError>(())
+    /// ```
+    #[must_use]
+    pub fn host_index(&self, index_or_name: &str) -> Option<usize> {
+        if let Ok(index) = index_or_name.parse::<usize>() {
+            return (index < self.hosts.len()).then_some(index);
+        }
+        self.host_names.iter().position(|n| n == index_or_name)
+    }
 }
 
 /// Builds the quickstart topology on a new control plane with default limits.
@@ -66,7 +92,7 @@ pub struct Topology {
 ///
 /// # Example
 /// ```
-/// let (plane, topo) = vvol::topology::quickstart()?;
+/// let (plane, topo) = vvol::testing::quickstart()?;
 /// assert_eq!(plane.pes_for_array(topo.arrays[0])?.len(), 3);
 /// assert_eq!(topo.vms.len(), 3);
 /// # Ok::<(), vvol::ControlError>(())
@@ -105,7 +131,11 @@ pub fn quickstart_with(limits: Limits) -> Result<(ControlPlane, Topology), Contr
         pes.push(plane.add_pe(scsi, spec)?);
     }
     pes.push(plane.add_pe(nfs, PeSpec::nfs("192.0.2.10", "/vvol-pe", NfsVersion::V3))?);
-    let hosts = vec![plane.add_host("esx-01")?, plane.add_host("esx-02")?];
+    let host_names = vec!["esx-01".to_owned(), "esx-02".to_owned()];
+    let mut hosts = Vec::new();
+    for name in &host_names {
+        hosts.push(plane.add_host(name)?);
+    }
     for host in &hosts {
         plane.set_pe_context(*host, &pes)?;
     }
@@ -134,6 +164,7 @@ pub fn quickstart_with(limits: Limits) -> Result<(ControlPlane, Topology), Contr
         containers: vec![gold, silver, bronze],
         pes,
         hosts,
+        host_names,
         vms,
     };
     Ok((plane, topology))
