@@ -481,7 +481,7 @@ fn io(c: &mut Criterion) {
     let (plane, host, handles, vvols) = small_plane(16);
     let router = plane.router();
     let handle = handles[3];
-    let backend = plane.vvol(vvols[3]).unwrap().backend;
+    let backend = plane.backend(vvols[3]).unwrap();
     for (label, size) in [("4k", 4096usize), ("64k", 65536)] {
         let data = vec![0x5Au8; size];
         let mut buf = vec![0u8; size];

@@ -73,26 +73,26 @@ pub mod scsi;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
-/// The old path of [`testing`], kept until the binding docs move to it.
-#[cfg(feature = "testing")]
-#[doc(hidden)]
-pub use testing as topology;
 
 pub use backend::{
     AllocationExtent, AllocationState, BackendError, BackendOp, BlockBackend, FaultyBackend,
     FileBackend, MemoryBackend,
 };
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub use binding::MemStore;
 pub use binding::{
     BackendProvider, BindResults, ControlError, ControlPlane, DEFAULT_COMPACT_EVERY,
-    DEFAULT_ID_SEED, DEFAULT_MAX_RECORD_BYTES, Event, EventKind, FewestBindings, FileStorage,
-    JOURNAL_VERSION, JournalError, JournalOptions, JournalStorage, Limits, MemStorage, PeCandidate,
-    PeSelectionPolicy, RebindReason, StatsSnapshot, VasaFault,
+    DEFAULT_MAX_RECORD_BYTES, DurableStore, Event, EventKind, FewestBindings, FileStore,
+    JOURNAL_VERSION, JournalError, JournalOptions, Limits, LogInfo, MAX_PES, MAX_POLICY_TRIES,
+    MAX_RECORD_BYTES, MAX_SNAPSHOT_CHUNKS, PeCandidate, PeSelectionPolicy, RebindReason,
+    SNAPSHOT_CHUNK_BYTES, StatsSnapshot, VasaFault,
 };
 pub use error::Error;
 pub use model::{
-    Array, ArrayId, ArraySpec, BindContext, BindHandle, BindingInfo, ConfigError, Container,
-    ContainerId, ContainerSpec, DEFAULT_QUEUE_DEPTH, EventId, Generation, Host, HostId,
-    MAX_ADMIN_LUN, MAX_DNS_NAME_LEN, MAX_ECHOED_INPUT, MAX_EXPORT_PATH_LEN,
+    Array, ArrayId, ArraySpec, BackendKey, BindContext, BindHandle, BindingInfo, ConfigError,
+    Container, ContainerId, ContainerSpec, DEFAULT_QUEUE_DEPTH, EventId, Generation, Host, HostId,
+    MAX_ADMIN_LUN, MAX_BACKEND_KEY_LEN, MAX_DNS_NAME_LEN, MAX_ECHOED_INPUT, MAX_EXPORT_PATH_LEN,
     MAX_EXTENDED_FLAT_24_ID, MAX_EXTENDED_FLAT_40_ID, MAX_IEEE_COMPANY_ID, MAX_PATHS_PER_PE,
     MAX_QUEUE_DEPTH, MAX_SECONDARY_IDS_PER_PE, MAX_SIMPLE_SECONDARY_ID, MIB, MIN_QUEUE_DEPTH, Naa,
     NfsVersion, ParseError, PeId, PeSpec, PeState, Protocol, ProtocolEndpoint, ScsiPath,

@@ -1,33 +1,34 @@
-//! The control plane: topology, vVol lifecycle, and the entry points of
-//! binding (implemented in `bind.rs`, `rebind.rs` and `queries.rs`).
+//! The control plane: topology and vVol lifecycle. Each call decides its
+//! outcome under the lock and hands the record to the one mutation path
+//! (`mutate.rs`); binding is in `bind.rs`, the PE lifecycle in
+//! `lifecycle.rs`, queries in `queries.rs`, durability in `durable.rs`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
-use smallvec::SmallVec;
 
-use super::events::{EventKind, EventLog};
-use super::id_pool::IdPool;
-use super::journal::Op;
-use super::state::{ArrayState, ContainerState, HostState, PeEntry, State, VvolEntry};
-use super::{ControlError, FewestBindings, Limits, PeSelectionPolicy};
+use super::journal::{Journal, Record};
+use super::state::{ContainerState, IdSource, State};
+use super::{BackendProvider, ControlError, FewestBindings, Limits, PeSelectionPolicy};
 use crate::backend::{BlockBackend, MemoryBackend};
 use crate::model::{
-    ArrayId, ArraySpec, ContainerId, ContainerSpec, HostId, PeId, PeSpec, PeState, Transport,
+    ArrayId, ArraySpec, BackendKey, ContainerId, ContainerSpec, HostId, PeId, PeSpec, Transport,
     VvolId, VvolKey, VvolSpec, check_capacity, check_name,
 };
-use crate::router::{Router, VolumeCore};
+use crate::router::Router;
 
-/// The default seed of the vVol id generator, so that two control planes
-/// built the same way name their vVols the same.
-pub const DEFAULT_ID_SEED: u64 = 0x7676_6f6c_5f69_6473;
+/// The most PE ids a plane can issue ([`Limits::max_pes`] is capped by
+/// it): the router keeps one table pointer per PE id.
+pub const MAX_PES: u32 = 1 << 16;
 
 /// The binding control plane of one VASA provider: arrays with their
 /// containers and PEs, hosts with their PE contexts, vVols, bindings and
-/// events. All calls are serialized by one mutex; the data plane
-/// ([`Router`]) never takes it.
+/// events. Calls are serialized by one mutex, never held across a journal
+/// sync or a policy call; the data plane ([`Router`]) never takes it.
+///
+/// vVol ids are random (v4 UUIDs) unless the plane opts into deterministic
+/// ids with [`with_id_seed`](Self::with_id_seed).
 ///
 /// # Example
 /// ```
@@ -54,8 +55,11 @@ pub struct ControlPlane {
     pub(super) router: Arc<Router>,
     pub(super) policy: Box<dyn PeSelectionPolicy>,
     pub(super) limits: Limits,
-    /// The journal of a durable plane (`open_durable`); `None` otherwise.
-    pub(super) journal: Option<parking_lot::Mutex<super::journal::Journal>>,
+    /// The journal of a durable plane; `None` otherwise.
+    pub(super) journal: Option<Journal>,
+    pub(super) provider: Option<Arc<dyn BackendProvider>>,
+    /// Held by the one thread compacting at a time.
+    pub(super) compacting: Mutex<()>,
 }
 
 impl fmt::Debug for ControlPlane {
@@ -63,12 +67,15 @@ impl fmt::Debug for ControlPlane {
         f.debug_struct("ControlPlane")
             .field("limits", &self.limits)
             .field("policy", &self.policy)
+            .field("durable", &self.journal.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl ControlPlane {
     /// An empty control plane with the [`FewestBindings`] policy.
+    ///
+    /// `limits.max_pes` above [`MAX_PES`] is clamped to it.
     #[must_use]
     pub fn new(limits: Limits) -> Self {
         Self::with_policy(limits, Box::new(FewestBindings))
@@ -77,42 +84,35 @@ impl ControlPlane {
     /// An empty control plane choosing PEs with `policy`.
     #[must_use]
     pub fn with_policy(limits: Limits, policy: Box<dyn PeSelectionPolicy>) -> Self {
+        let limits = limits.with_max_pes(limits.max_pes.min(MAX_PES));
         Self {
-            state: Mutex::new(State {
-                arrays: BTreeMap::new(),
-                containers: BTreeMap::new(),
-                pes: BTreeMap::new(),
-                hosts: BTreeMap::new(),
-                vvols: HashMap::new(),
-                bindings: HashMap::new(),
-                events: EventLog::new(limits.event_window),
-                next_array: 0,
-                next_container: 0,
-                next_pe: 0,
-                next_host: 0,
-                vvol_keys: IdPool::new(0, u64::from(limits.max_vvols.max(1)) - 1),
-                keys: HashMap::new(),
-                rng: DEFAULT_ID_SEED,
-            }),
+            state: Mutex::new(State::new(limits.max_vvols, limits.event_window)),
             router: Arc::new(Router::new(limits.max_pes)),
             policy,
             limits,
             journal: None,
+            provider: None,
+            compacting: Mutex::new(()),
         }
     }
 
-    /// Reseeds the generator of vVol ids (for vVols created without one).
-    #[must_use]
-    pub fn with_id_seed(self, seed: u64) -> Self {
-        let mut st = self.state.lock();
-        st.rng = seed;
-        // On a durable plane a failed record poisons the journal, so the
-        // next mutation reports it.
-        if let Ok(rec) = self.journal_begin(|| Op::Seed(seed)) {
-            let _ = self.journal_commit(&st, rec);
+    /// Opts into deterministic vVol ids drawn from a generator seeded with
+    /// `seed` (tests and examples; two planes seeded alike mint the same
+    /// ids). On a durable plane the choice is journaled, and the
+    /// generator's state is part of every record that mints an id, so a
+    /// reopened plane continues where it stopped: it never rewinds. Calling
+    /// it on a reopened plane that already uses seeded ids changes nothing.
+    ///
+    /// # Errors
+    /// [`ControlError::Journal`] when the choice cannot be journaled.
+    pub fn with_id_seed(self, seed: u64) -> Result<Self, ControlError> {
+        let st = self.lock();
+        if matches!(st.id_source, IdSource::Seeded(_)) && self.journal.is_some() {
+            drop(st);
+            return Ok(self);
         }
-        drop(st);
-        self
+        self.commit(st, Record::IdSeed(Some(seed)), None)?;
+        Ok(self)
     }
 
     /// The limits this plane enforces.
@@ -133,12 +133,15 @@ impl ControlPlane {
 
     /// Checks the internal invariants in O(state): every binding's PE is of
     /// its vVol's array and protocol and in each holding host's PE context,
-    /// and the per-PE binding counts add up. Meant for tests.
+    /// counts and usage add up, ids are held by what uses them.
     ///
     /// # Panics
     /// When an invariant is broken, which is a bug in this crate.
+    #[cfg(feature = "testing")]
     pub fn check_invariants(&self) {
-        self.lock().check_invariants();
+        if let Err(reason) = self.lock().validate() {
+            panic!("control-plane invariant broken: {reason}");
+        }
     }
 
     /// Adds an array.
@@ -148,25 +151,15 @@ impl ControlPlane {
     /// [`ControlError::DuplicateName`].
     pub fn add_array(&self, spec: ArraySpec) -> Result<ArrayId, ControlError> {
         spec.validate(self.limits.max_name_len)?;
-        let mut st = self.lock();
+        let st = self.lock();
         if st.next_array >= self.limits.max_arrays {
             return Err(too_many("arrays", self.limits.max_arrays));
         }
         if st.arrays.values().any(|a| a.spec.name() == spec.name()) {
             return Err(duplicate("array", spec.name()));
         }
-        let rec = self.journal_begin(|| Op::AddArray(spec.clone()))?;
         let id = ArrayId(st.next_array);
-        st.next_array += 1;
-        st.arrays.insert(
-            id,
-            ArrayState {
-                spec,
-                containers: BTreeSet::new(),
-                pes: BTreeSet::new(),
-            },
-        );
-        self.journal_commit(&st, rec)?;
+        self.commit(st, Record::AddArray { id, spec }, None)?;
         Ok(id)
     }
 
@@ -182,28 +175,20 @@ impl ControlPlane {
         spec: ContainerSpec,
     ) -> Result<ContainerId, ControlError> {
         spec.validate(self.limits.max_name_len)?;
-        let mut st = self.lock();
+        let st = self.lock();
         let arr = st.array(array)?;
-        if arr
-            .containers
-            .iter()
-            .any(|c| st.containers[c].spec.name() == spec.name())
-        {
+        if arr.containers.iter().any(|c| {
+            st.containers
+                .get(c)
+                .is_some_and(|c| c.spec.name() == spec.name())
+        }) {
             return Err(duplicate("container", spec.name()));
         }
         if st.next_container >= self.limits.max_containers {
             return Err(too_many("containers", self.limits.max_containers));
         }
-        let rec = self.journal_begin(|| Op::AddContainer(array, spec.clone()))?;
         let id = ContainerId(st.next_container);
-        st.next_container += 1;
-        st.containers.insert(id, ContainerState::empty(array, spec));
-        st.arrays
-            .get_mut(&array)
-            .expect("checked above")
-            .containers
-            .insert(id);
-        self.journal_commit(&st, rec)?;
+        self.commit(st, Record::AddContainer { id, array, spec }, None)?;
         Ok(id)
     }
 
@@ -212,7 +197,7 @@ impl ControlPlane {
     /// # Errors
     /// [`ControlError::ContainerNotFound`], [`ControlError::ContainerNotEmpty`].
     pub fn remove_container(&self, id: ContainerId) -> Result<(), ControlError> {
-        let mut st = self.lock();
+        let st = self.lock();
         let c = st.container(id)?;
         if c.vvols > 0 {
             return Err(ControlError::ContainerNotEmpty {
@@ -220,13 +205,7 @@ impl ControlPlane {
                 vvols: c.vvols,
             });
         }
-        let array = c.array;
-        let rec = self.journal_begin(|| Op::RemoveContainer(id))?;
-        st.containers.remove(&id);
-        if let Some(a) = st.arrays.get_mut(&array) {
-            a.containers.remove(&id);
-        }
-        self.journal_commit(&st, rec)
+        self.commit(st, Record::RemoveContainer(id), None)
     }
 
     /// Adds a PE to `array`. It serves every container of the array with its
@@ -240,7 +219,7 @@ impl ControlPlane {
     /// [`ControlError::DuplicateAdminLun`].
     pub fn add_pe(&self, array: ArrayId, spec: PeSpec) -> Result<PeId, ControlError> {
         spec.validate()?;
-        let mut st = self.lock();
+        let st = self.lock();
         st.array(array)?;
         if let Transport::Scsi { naa, admin_lun, .. } = spec.transport() {
             for (id, pe) in &st.pes {
@@ -269,43 +248,9 @@ impl ControlPlane {
         if st.next_pe >= self.limits.max_pes {
             return Err(too_many("PEs", self.limits.max_pes));
         }
-        let rec = self.journal_begin(|| Op::AddPe(array, spec.clone()))?;
         let id = PeId(st.next_pe);
-        st.next_pe += 1;
-        let space = spec.secondary_ids();
-        self.router.add_pe(id, space, spec.queue_depth());
-        st.pes.insert(
-            id,
-            PeEntry {
-                array,
-                spec,
-                state: PeState::Active,
-                ids: IdPool::new(space.first(), space.last()),
-                bindings: 0,
-            },
-        );
-        st.arrays
-            .get_mut(&array)
-            .expect("checked above")
-            .pes
-            .insert(id);
-        self.journal_commit(&st, rec)?;
+        self.commit(st, Record::AddPe { id, array, spec }, None)?;
         Ok(id)
-    }
-
-    /// Removes a PE that has no bindings (drain it first to move them).
-    ///
-    /// # Errors
-    /// [`ControlError::PeNotFound`], [`ControlError::PeBound`].
-    pub fn remove_pe(&self, pe: PeId) -> Result<(), ControlError> {
-        let mut st = self.lock();
-        let bindings = st.pe(pe)?.bindings;
-        if bindings > 0 {
-            return Err(ControlError::PeBound { pe, bindings });
-        }
-        let rec = self.journal_begin(|| Op::RemovePe(pe))?;
-        st.remove_pe(&self.router, pe);
-        self.journal_commit(&st, rec)
     }
 
     /// Adds a host with an empty PE context.
@@ -315,25 +260,19 @@ impl ControlPlane {
     /// [`ControlError::DuplicateName`].
     pub fn add_host(&self, name: &str) -> Result<HostId, ControlError> {
         check_name("host", name, self.limits.max_name_len)?;
-        let mut st = self.lock();
+        let st = self.lock();
         if st.hosts.values().any(|h| h.name == name) {
             return Err(duplicate("host", name));
         }
         if st.next_host >= self.limits.max_hosts {
             return Err(too_many("hosts", self.limits.max_hosts));
         }
-        let rec = self.journal_begin(|| Op::AddHost(name.to_owned()))?;
         let id = HostId(st.next_host);
-        st.next_host += 1;
-        st.hosts.insert(
+        let rec = Record::AddHost {
             id,
-            HostState {
-                name: name.to_owned(),
-                pe_context: BTreeSet::new(),
-                bindings: HashSet::new(),
-            },
-        );
-        self.journal_commit(&st, rec)?;
+            name: name.to_owned(),
+        };
+        self.commit(st, rec, None)?;
         Ok(id)
     }
 
@@ -342,17 +281,16 @@ impl ControlPlane {
     /// # Errors
     /// [`ControlError::HostNotFound`], [`ControlError::HostBoundOnPe`].
     pub fn remove_host(&self, host: HostId) -> Result<(), ControlError> {
-        let mut st = self.lock();
+        let st = self.lock();
         if let Some(key) = st.host(host)?.bindings.iter().min() {
             return Err(ControlError::HostBoundOnPe { host, pe: key.0 });
         }
-        let rec = self.journal_begin(|| Op::RemoveHost(host))?;
-        st.hosts.remove(&host);
-        self.journal_commit(&st, rec)
+        self.commit(st, Record::RemoveHost(host), None)
     }
 
     /// Sets the PEs `host` can see (VASA `setPEContext`), replacing the
-    /// previous set. Duplicates are ignored.
+    /// previous set. Duplicates are ignored. PEs keep their place in every
+    /// context whatever their state, until removed.
     ///
     /// # Errors
     /// [`ControlError::HostNotFound`], [`ControlError::PeNotFound`],
@@ -363,102 +301,127 @@ impl ControlPlane {
         if pes.len() > self.limits.max_pes as usize {
             return Err(too_many("PEs in a PE context", self.limits.max_pes));
         }
-        let mut st = self.lock();
+        let st = self.lock();
         let h = st.host(host)?;
-        let new: BTreeSet<PeId> = pes.iter().copied().collect();
+        let mut new: Vec<PeId> = pes.to_vec();
+        new.sort_unstable();
+        new.dedup();
         if let Some(pe) = new.iter().find(|pe| !st.pes.contains_key(pe)) {
             return Err(ControlError::PeNotFound(*pe));
         }
-        if let Some(key) = h.bindings.iter().filter(|k| !new.contains(&k.0)).min() {
+        if let Some(key) = h
+            .bindings
+            .iter()
+            .filter(|k| new.binary_search(&k.0).is_err())
+            .min()
+        {
             return Err(ControlError::HostBoundOnPe { host, pe: key.0 });
         }
-        let rec = self.journal_begin(|| Op::SetPeContext(host, pes.to_vec()))?;
-        st.hosts.get_mut(&host).expect("checked above").pe_context = new;
-        self.journal_commit(&st, rec)
+        self.commit(st, Record::SetPeContext { host, pes: new }, None)
     }
 
-    /// Creates a vVol in `container` and returns its id.
+    /// Creates a vVol in `container`, its bytes in a new sparse
+    /// [`MemoryBackend`], and returns its id.
     ///
     /// # Errors
     /// [`ControlError::ContainerNotFound`], [`ControlError::Config`],
     /// [`ControlError::VvolTooLarge`], [`ControlError::QuotaExceeded`]
     /// (out of resource), [`ControlError::DuplicateVvol`],
-    /// [`ControlError::TooMany`], [`ControlError::BackendBlockSize`],
-    /// [`ControlError::Backend`].
+    /// [`ControlError::TooMany`], [`ControlError::Backend`].
     pub fn create_vvol(
         &self,
         container: ContainerId,
         spec: VvolSpec,
     ) -> Result<VvolId, ControlError> {
         spec.validate()?;
-        let mut st = self.lock();
+        let backend = Arc::new(MemoryBackend::new(
+            spec.capacity_bytes,
+            spec.logical_block_size,
+        )?) as Arc<dyn BlockBackend>;
+        self.create(container, spec, backend, None)
+    }
+
+    /// Creates a vVol whose bytes live in the embedder's `backend`, named
+    /// by `key` in the journal: a reopened durable plane asks its
+    /// [`BackendProvider`] for (vVol id, `key`). The backend's capacity must
+    /// be at least the vVol's (a smaller one is grown) and its block size
+    /// must divide the vVol's.
+    ///
+    /// # Errors
+    /// As [`create_vvol`](Self::create_vvol), and
+    /// [`ControlError::BackendBlockSize`].
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use vvol::*;
+    ///
+    /// let plane = ControlPlane::new(Limits::default());
+    /// let array = plane.add_array(ArraySpec::new("array-a", 0x00_1a_2b))?;
+    /// let gold = plane.add_container(array, ContainerSpec::new("gold", Protocol::Scsi, 1 << 40))?;
+    /// let backend = Arc::new(MemoryBackend::new(8 << 20, 512)?);
+    /// let key = BackendKey::new("mem-0")?;
+    /// let disk = plane.create_vvol_with_backend(gold, VvolSpec::new(VvolType::Data, 8 << 20), backend, key.clone())?;
+    /// assert_eq!(plane.vvol(disk)?.backend_key, Some(key));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_vvol_with_backend(
+        &self,
+        container: ContainerId,
+        spec: VvolSpec,
+        backend: Arc<dyn BlockBackend>,
+        key: BackendKey,
+    ) -> Result<VvolId, ControlError> {
+        spec.validate()?;
+        let bs = backend.logical_block_size();
+        if bs == 0 || !spec.logical_block_size.is_multiple_of(bs) {
+            return Err(ControlError::BackendBlockSize {
+                backend_block_size: bs,
+                vvol_block_size: spec.logical_block_size,
+            });
+        }
+        self.create(container, spec, backend, Some(key))
+    }
+
+    fn create(
+        &self,
+        container: ContainerId,
+        spec: VvolSpec,
+        backend: Arc<dyn BlockBackend>,
+        backend_key: Option<BackendKey>,
+    ) -> Result<VvolId, ControlError> {
+        let st = self.lock();
         let c = st.container(container)?;
         check_fits(container, c, spec.capacity_bytes, 0)?;
-        let id = match spec.id {
-            Some(id) => id,
-            None => VvolId::from_random_bytes(st.random_bytes()),
+        let (id, id_seed) = match spec.id {
+            Some(id) => (id, None),
+            None => st.mint_id(),
         };
         if st.vvols.contains_key(&id) {
             return Err(ControlError::DuplicateVvol(id));
         }
-        if st.vvol_keys.is_exhausted() {
+        if st.vvols.len() >= self.limits.max_vvols as usize {
             return Err(too_many("vVols", self.limits.max_vvols));
         }
-        let rec = self.journal_begin(|| Op::CreateVvol {
+        let Some((key, _)) = st.vvol_keys.peek_nth(0) else {
+            return Err(too_many("vVols", self.limits.max_vvols));
+        };
+        let key =
+            VvolKey(u32::try_from(key).map_err(|_| too_many("vVols", self.limits.max_vvols))?);
+        if backend.capacity_bytes() < spec.capacity_bytes {
+            backend.resize(spec.capacity_bytes)?;
+        }
+        let rec = Record::CreateVvol {
+            id,
+            key,
             container,
             vtype: spec.vtype,
             capacity_bytes: spec.capacity_bytes,
             logical_block_size: spec.logical_block_size,
-            id,
-            generated: spec.id.is_none(),
-            explicit_backend: spec.backend.is_some(),
-        })?;
-        let backend = match spec.backend {
-            Some(backend) => {
-                let bs = backend.logical_block_size();
-                if bs == 0 || !spec.logical_block_size.is_multiple_of(bs) {
-                    return Err(ControlError::BackendBlockSize {
-                        backend_block_size: bs,
-                        vvol_block_size: spec.logical_block_size,
-                    });
-                }
-                if backend.capacity_bytes() < spec.capacity_bytes {
-                    backend.resize(spec.capacity_bytes)?;
-                }
-                backend
-            }
-            None => Arc::new(MemoryBackend::new(
-                spec.capacity_bytes,
-                spec.logical_block_size,
-            )?) as Arc<dyn BlockBackend>,
+            backend_key,
+            id_seed,
         };
-        let key = VvolKey(
-            st.vvol_keys
-                .allocate()
-                .and_then(|k| u32::try_from(k).ok())
-                .expect("checked for exhaustion above; keys are below max_vvols"),
-        );
-        let core = VolumeCore::new(
-            id,
-            key,
-            backend,
-            spec.logical_block_size,
-            spec.capacity_bytes,
-        );
-        st.keys.insert(key, id);
-        st.vvols.insert(
-            id,
-            VvolEntry {
-                container,
-                vtype: spec.vtype,
-                core: Arc::new(core),
-                bindings: SmallVec::new(),
-            },
-        );
-        let c = st.containers.get_mut(&container).expect("checked above");
-        c.used_bytes += spec.capacity_bytes;
-        c.vvols += 1;
-        self.journal_commit(&st, rec)?;
+        self.commit(st, rec, Some(backend))?;
         Ok(id)
     }
 
@@ -468,7 +431,7 @@ impl ControlPlane {
     /// [`ControlError::VvolNotFound`], [`ControlError::VvolBound`]
     /// (resource in use).
     pub fn delete_vvol(&self, vvol: VvolId) -> Result<(), ControlError> {
-        let mut st = self.lock();
+        let st = self.lock();
         let v = st.vvol(vvol)?;
         if !v.bindings.is_empty() {
             return Err(ControlError::VvolBound {
@@ -476,15 +439,7 @@ impl ControlPlane {
                 bindings: v.bindings.len(),
             });
         }
-        let rec = self.journal_begin(|| Op::DeleteVvol(vvol))?;
-        let v = st.vvols.remove(&vvol).expect("checked above");
-        st.vvol_keys.free(u64::from(v.core.key.0));
-        st.keys.remove(&v.core.key);
-        if let Some(c) = st.containers.get_mut(&v.container) {
-            c.used_bytes -= v.core.capacity_bytes();
-            c.vvols -= 1;
-        }
-        self.journal_commit(&st, rec)
+        self.commit(st, Record::DeleteVvol(vvol), None)
     }
 
     /// Grows a vVol to `new_capacity_bytes` (a multiple of 1 MiB) within its
@@ -497,7 +452,7 @@ impl ControlPlane {
     /// [`ControlError::QuotaExceeded`], [`ControlError::Backend`].
     pub fn resize_vvol(&self, vvol: VvolId, new_capacity_bytes: u64) -> Result<(), ControlError> {
         check_capacity(new_capacity_bytes)?;
-        let mut st = self.lock();
+        let st = self.lock();
         let v = st.vvol(vvol)?;
         let old = v.core.capacity_bytes();
         if new_capacity_bytes < old {
@@ -512,21 +467,14 @@ impl ControlPlane {
         }
         let container = v.container;
         check_fits(container, st.container(container)?, new_capacity_bytes, old)?;
-        let rec = self.journal_begin(|| Op::ResizeVvol(vvol, new_capacity_bytes))?;
-        let core = Arc::clone(&v.core);
-        if core.backend.capacity_bytes() < new_capacity_bytes {
-            core.backend.resize(new_capacity_bytes)?;
+        if v.core.backend.capacity_bytes() < new_capacity_bytes {
+            v.core.backend.resize(new_capacity_bytes)?;
         }
-        core.set_capacity_bytes(new_capacity_bytes);
-        st.containers
-            .get_mut(&container)
-            .expect("checked above")
-            .used_bytes += new_capacity_bytes - old;
-        st.events.push(EventKind::VvolResized {
-            vvol,
+        let rec = Record::ResizeVvol {
+            id: vvol,
             capacity_bytes: new_capacity_bytes,
-        });
-        self.journal_commit(&st, rec)
+        };
+        self.commit(st, rec, None)
     }
 }
 
@@ -545,18 +493,19 @@ fn check_fits(
             max_vvol_bytes: c.spec.max_vvol_bytes(),
         });
     }
-    let available = c.spec.quota_bytes() - (c.used_bytes - current);
+    let others = c.used_bytes.saturating_sub(current);
+    let available = c.spec.quota_bytes().saturating_sub(others);
     if requested > available {
         return Err(ControlError::QuotaExceeded {
             container: id,
-            requested_bytes: requested - current,
-            available_bytes: available - current,
+            requested_bytes: requested.saturating_sub(current),
+            available_bytes: available.saturating_sub(current),
         });
     }
     Ok(())
 }
 
-fn too_many(what: &'static str, limit: u32) -> ControlError {
+pub(super) fn too_many(what: &'static str, limit: u32) -> ControlError {
     ControlError::TooMany {
         what,
         limit: u64::from(limit),

@@ -2,7 +2,8 @@
 
 use crate::backend::BackendError;
 use crate::model::{
-    ArrayId, BindHandle, ConfigError, ContainerId, EventId, HostId, Naa, PeId, Protocol, VvolId,
+    ArrayId, BindHandle, ConfigError, ContainerId, EventId, HostId, Naa, PeId, PeState, Protocol,
+    VvolId,
 };
 
 /// The VASA 2.x fault a [`ControlError`] corresponds to.
@@ -240,6 +241,34 @@ pub enum ControlError {
         /// The oldest event still kept.
         oldest: EventId,
     },
+    /// A PE lifecycle call that its state does not allow (drain a PE that
+    /// is not active, restore one that is neither drained nor failed, fail
+    /// a failed one).
+    #[error("{pe} is {state:?}; cannot {action} it")]
+    PeStateConflict {
+        /// The PE.
+        pe: PeId,
+        /// Its state.
+        state: PeState,
+        /// The call: "drain", "fail" or "restore".
+        action: &'static str,
+    },
+    /// The PE selection policy panicked; nothing of the batch was applied.
+    #[error("the PE selection policy panicked; nothing was bound")]
+    PolicyPanicked,
+    /// The state kept changing while the policy chose, for every try.
+    #[error("the state changed during PE selection {tries} times; nothing was bound")]
+    PolicyContended {
+        /// How often the batch was recomputed.
+        tries: u32,
+    },
+    /// A decided record did not apply: a bug in this crate. A durable plane
+    /// is poisoned by it.
+    #[error("internal error: {reason}")]
+    Internal {
+        /// What did not apply.
+        reason: &'static str,
+    },
 }
 
 impl ControlError {
@@ -258,7 +287,8 @@ impl ControlError {
             | E::PeCannotServe { .. }
             | E::VvolTooLarge { .. }
             | E::Shrink { .. }
-            | E::BackendBlockSize { .. } => VasaFault::InvalidArgument,
+            | E::BackendBlockSize { .. }
+            | E::PeStateConflict { .. } => VasaFault::InvalidArgument,
             E::TooMany { .. } | E::BatchTooLarge { .. } | E::BindCountOverflow { .. } => {
                 VasaFault::TooMany
             }
@@ -275,7 +305,12 @@ impl ControlError {
             | E::ContainerNotEmpty { .. } => VasaFault::ResourceInUse,
             E::QuotaExceeded { .. } | E::SecondaryIdsExhausted { .. } => VasaFault::OutOfResource,
             E::LostEvent { .. } => VasaFault::LostEvent,
-            E::NoEligiblePe { .. } | E::Backend(_) | E::Journal(_) => VasaFault::StorageFault,
+            E::NoEligiblePe { .. }
+            | E::Backend(_)
+            | E::Journal(_)
+            | E::PolicyPanicked
+            | E::PolicyContended { .. }
+            | E::Internal { .. } => VasaFault::StorageFault,
         }
     }
 }

@@ -31,6 +31,34 @@ pub enum EventKind {
         /// The vVols bound through it, in id order.
         vvols: Vec<VvolId>,
     },
+    /// A PE started draining: it serves its bindings and takes no new ones.
+    PeDraining {
+        /// Its array.
+        array: ArrayId,
+        /// The PE.
+        pe: PeId,
+    },
+    /// A PE drained: it has no bindings left and takes no new ones.
+    PeDrained {
+        /// Its array.
+        array: ArrayId,
+        /// The PE.
+        pe: PeId,
+    },
+    /// A PE failed: its bindings' I/O fails until it is restored.
+    PeFailed {
+        /// Its array.
+        array: ArrayId,
+        /// The PE.
+        pe: PeId,
+    },
+    /// A drained or failed PE is active again.
+    PeRestored {
+        /// Its array.
+        array: ArrayId,
+        /// The PE.
+        pe: PeId,
+    },
     /// A PE was removed (VASA `ConfigProtocolEndpoint`, delete).
     PeRemoved {
         /// Its array.

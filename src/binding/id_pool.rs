@@ -4,14 +4,14 @@ use std::collections::VecDeque;
 
 /// Hands out ids from `first..=last`. Fresh ids come first in order; after
 /// the range is used up, freed ids are reused oldest-freed first, so an id is
-/// reused as late as possible. Behaves like a FIFO free list that starts
-/// holding the whole range, in O(freed) memory.
-#[derive(Clone, Debug)]
+/// reused as late as possible. Each freed id keeps a tag (the generation its
+/// slot last had). O(freed) memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct IdPool {
     next_fresh: u64,
     last: u64,
     fresh_left: bool,
-    freed: VecDeque<u64>,
+    freed: VecDeque<(u64, u32)>,
 }
 
 impl IdPool {
@@ -25,7 +25,23 @@ impl IdPool {
         }
     }
 
-    pub(crate) fn allocate(&mut self) -> Option<u64> {
+    /// The `n`th id (from 0) the pool would hand out next, with its tag
+    /// (0 for a fresh id), without taking it.
+    pub(crate) fn peek_nth(&self, n: u64) -> Option<(u64, u32)> {
+        let fresh = if self.fresh_left {
+            self.last - self.next_fresh + 1
+        } else {
+            0
+        };
+        if n < fresh {
+            return Some((self.next_fresh + n, 0));
+        }
+        let at = usize::try_from(n - fresh).ok()?;
+        self.freed.get(at).copied()
+    }
+
+    /// Takes the next id with its tag.
+    pub(crate) fn allocate(&mut self) -> Option<(u64, u32)> {
         if self.fresh_left {
             let id = self.next_fresh;
             if id == self.last {
@@ -33,36 +49,149 @@ impl IdPool {
             } else {
                 self.next_fresh += 1;
             }
-            return Some(id);
+            return Some((id, 0));
         }
         self.freed.pop_front()
     }
 
-    pub(crate) fn free(&mut self, id: u64) {
-        self.freed.push_back(id);
+    pub(crate) fn free(&mut self, id: u64, tag: u32) {
+        self.freed.push_back((id, tag));
     }
 
-    /// The pool's parts, for journal snapshots.
-    pub(crate) fn parts(&self) -> (u64, u64, bool, &VecDeque<u64>) {
-        (self.next_fresh, self.last, self.fresh_left, &self.freed)
+    /// Free ids left.
+    pub(crate) fn available(&self) -> u64 {
+        let fresh = if self.fresh_left {
+            self.last - self.next_fresh + 1
+        } else {
+            0
+        };
+        fresh + self.freed.len() as u64
     }
 
-    /// A pool from [`parts`](Self::parts).
+    /// The pool's parts, for snapshots.
+    pub(crate) fn parts(&self) -> (u64, u64, bool, Vec<(u64, u32)>) {
+        (
+            self.next_fresh,
+            self.last,
+            self.fresh_left,
+            self.freed.iter().copied().collect(),
+        )
+    }
+
+    /// A pool of `first..=last` from [`parts`](Self::parts), checked: the
+    /// fresh cursor inside the range, every freed id below it (or any id
+    /// once fresh ids ran out), inside the range, and freed once.
     pub(crate) fn from_parts(
-        next_fresh: u64,
+        first: u64,
         last: u64,
+        next_fresh: u64,
         fresh_left: bool,
-        freed: Vec<u64>,
-    ) -> Self {
-        Self {
+        freed: Vec<(u64, u32)>,
+    ) -> Result<Self, &'static str> {
+        if first > last || next_fresh < first || next_fresh > last {
+            return Err("id pool cursor outside its range");
+        }
+        let mut seen = std::collections::HashSet::with_capacity(freed.len());
+        for (id, _) in &freed {
+            if *id < first || *id > last || (fresh_left && *id >= next_fresh) {
+                return Err("freed id outside the used range");
+            }
+            if !seen.insert(*id) {
+                return Err("id freed twice");
+            }
+        }
+        Ok(Self {
             next_fresh,
             last,
             fresh_left,
             freed: freed.into(),
+        })
+    }
+
+    /// Takes `id` wherever it is (the next id in the common case): a
+    /// record written under other limits may name another free id. Fresh
+    /// ids skipped over become freed ones. `false` when `id` is taken or
+    /// outside the range.
+    pub(crate) fn take(&mut self, id: u64) -> bool {
+        if self.fresh_left && id >= self.next_fresh && id <= self.last {
+            for skipped in self.next_fresh..id {
+                self.freed.push_back((skipped, 0));
+            }
+            if id == self.last {
+                self.fresh_left = false;
+            } else {
+                self.next_fresh = id + 1;
+            }
+            return true;
+        }
+        match self.freed.iter().position(|(f, _)| *f == id) {
+            Some(at) => {
+                self.freed.remove(at);
+                true
+            }
+            None => false,
         }
     }
 
-    pub(crate) fn is_exhausted(&self) -> bool {
-        !self.fresh_left && self.freed.is_empty()
+    /// The same pool over `first..=new_last`: fresh ids past the old end
+    /// appear, freed or fresh ids past the new end go.
+    pub(crate) fn resized(mut self, new_last: u64) -> Self {
+        if new_last > self.last {
+            if !self.fresh_left {
+                self.next_fresh = self.last + 1;
+                self.fresh_left = true;
+            }
+        } else if self.fresh_left && self.next_fresh > new_last {
+            self.fresh_left = false;
+        }
+        self.freed.retain(|(id, _)| *id <= new_last);
+        self.last = new_last;
+        self
+    }
+
+    /// Whether `id` is inside the range and not handed out.
+    pub(crate) fn is_free(&self, id: u64) -> bool {
+        id <= self.last && !self.is_taken(id)
+    }
+
+    /// Whether `id` was ever handed out (in range, not fresh); O(1).
+    pub(crate) fn is_issued(&self, id: u64) -> bool {
+        id <= self.last && !(self.fresh_left && id >= self.next_fresh)
+    }
+
+    /// Whether `id` is handed out (not fresh, not freed). O(freed).
+    pub(crate) fn is_taken(&self, id: u64) -> bool {
+        let fresh = self.fresh_left && id >= self.next_fresh && id <= self.last;
+        !fresh && !self.freed.iter().any(|(f, _)| *f == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peek_matches_allocate_and_freed_ids_keep_their_tag() {
+        let mut p = IdPool::new(1, 3);
+        assert_eq!(p.peek_nth(2), Some((3, 0)));
+        assert_eq!(p.allocate(), Some((1, 0)));
+        assert_eq!(p.allocate(), Some((2, 0)));
+        p.free(1, 7);
+        assert_eq!(p.peek_nth(0), Some((3, 0)));
+        assert_eq!(p.peek_nth(1), Some((1, 7)));
+        assert_eq!(p.peek_nth(2), None);
+        assert_eq!(p.available(), 2);
+        assert_eq!(p.allocate(), Some((3, 0)));
+        assert_eq!(p.allocate(), Some((1, 7)));
+        assert_eq!(p.available(), 0);
+        assert!(p.is_taken(2));
+    }
+
+    #[test]
+    fn from_parts_refuses_inconsistent_pools() {
+        assert!(IdPool::from_parts(1, 3, 4, true, vec![]).is_err());
+        assert!(IdPool::from_parts(1, 3, 2, true, vec![(2, 0)]).is_err());
+        assert!(IdPool::from_parts(1, 3, 3, true, vec![(1, 0), (1, 0)]).is_err());
+        assert!(IdPool::from_parts(1, 3, 3, false, vec![(3, 1)]).is_ok());
     }
 }

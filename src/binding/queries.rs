@@ -1,9 +1,12 @@
 //! Read-only queries of the control plane.
 
+use std::sync::Arc;
+
 use super::ControlError;
 use super::control_plane::ControlPlane;
 use super::events::Event;
 use super::state::{BindingKey, State};
+use crate::backend::BlockBackend;
 use crate::model::{
     Array, ArrayId, BindHandle, BindingInfo, Container, ContainerId, EventId, Host, HostId, PeId,
     ProtocolEndpoint, Transport, VirtualVolume, VvolId, VvolKey, VvolType,
@@ -131,9 +134,17 @@ impl ControlPlane {
             vtype: v.vtype,
             capacity_bytes: v.core.capacity_bytes(),
             logical_block_size: v.core.block_size,
-            backend: std::sync::Arc::clone(&v.core.backend),
+            backend_key: v.backend_key.clone(),
             bindings: v.bindings.len(),
         })
+    }
+
+    /// The backend that holds a vVol's bytes.
+    ///
+    /// # Errors
+    /// [`ControlError::VvolNotFound`].
+    pub fn backend(&self, id: VvolId) -> Result<Arc<dyn BlockBackend>, ControlError> {
+        Ok(Arc::clone(&self.lock().vvol(id)?.core.backend))
     }
 
     /// The vVol with a router key, as [`Router::resolve`](crate::Router::resolve) reports it.

@@ -1,5 +1,5 @@
-//! The control plane's private state and the bookkeeping shared by its
-//! operations. Everything here runs under the control plane's mutex.
+//! The control plane's private state and its read-side helpers. Mutations
+//! reach it only through [`State::apply`](super::apply) of a record.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -7,13 +7,13 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use super::ControlError;
-use super::events::{EventKind, EventLog};
+use super::events::EventLog;
 use super::id_pool::IdPool;
 use crate::model::{
-    ArrayId, ArraySpec, BindHandle, ContainerId, ContainerSpec, Generation, HostId, PeId, PeSpec,
-    PeState, SecondaryId, VvolId, VvolKey, VvolType,
+    ArrayId, ArraySpec, BackendKey, BindHandle, ContainerId, ContainerSpec, Generation, HostId,
+    PeId, PeSpec, PeState, SecondaryId, VvolId, VvolKey, VvolType,
 };
-use crate::router::{INLINE_HOSTS, LiveBinding, Router, TableState, VolumeCore};
+use crate::router::{INLINE_HOSTS, LiveBinding, VolumeCore};
 
 /// A binding is named by its slot.
 pub(crate) type BindingKey = (PeId, SecondaryId);
@@ -66,6 +66,7 @@ pub(crate) struct VvolEntry {
     pub(crate) container: ContainerId,
     pub(crate) vtype: VvolType,
     pub(crate) core: Arc<VolumeCore>,
+    pub(crate) backend_key: Option<BackendKey>,
     pub(crate) bindings: SmallVec<[BindingKey; 2]>,
 }
 
@@ -80,6 +81,15 @@ impl BindingEntry {
     pub(crate) fn count_of(&self, host: HostId) -> Option<u32> {
         self.hosts.iter().find(|(h, _)| *h == host).map(|(_, c)| *c)
     }
+}
+
+/// Where new vVol ids come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IdSource {
+    /// Random v4 UUIDs from the OS.
+    Random,
+    /// A SplitMix64 generator at this state (tests and examples).
+    Seeded(u64),
 }
 
 #[derive(Debug)]
@@ -97,10 +107,36 @@ pub(crate) struct State {
     pub(crate) next_host: u32,
     pub(crate) vvol_keys: IdPool,
     pub(crate) keys: HashMap<VvolKey, VvolId>,
-    pub(crate) rng: u64,
+    pub(crate) id_source: IdSource,
+    /// Bumped by every applied record: a policy's view is still current
+    /// when this has not moved.
+    pub(crate) version: u64,
+    /// Index of the last journal record applied (0: none).
+    pub(crate) log_index: u64,
 }
 
 impl State {
+    pub(crate) fn new(max_vvols: u32, event_window: usize) -> Self {
+        Self {
+            arrays: BTreeMap::new(),
+            containers: BTreeMap::new(),
+            pes: BTreeMap::new(),
+            hosts: BTreeMap::new(),
+            vvols: HashMap::new(),
+            bindings: HashMap::new(),
+            events: EventLog::new(event_window),
+            next_array: 0,
+            next_container: 0,
+            next_pe: 0,
+            next_host: 0,
+            vvol_keys: IdPool::new(0, u64::from(max_vvols.max(1)) - 1),
+            keys: HashMap::new(),
+            id_source: IdSource::Random,
+            version: 0,
+            log_index: 0,
+        }
+    }
+
     pub(crate) fn pe(&self, pe: PeId) -> Result<&PeEntry, ControlError> {
         self.pes.get(&pe).ok_or(ControlError::PeNotFound(pe))
     }
@@ -127,187 +163,183 @@ impl State {
         self.arrays.get(&id).ok_or(ControlError::ArrayNotFound(id))
     }
 
-    /// The next 16 bytes of the seeded id generator (SplitMix64).
-    pub(crate) fn random_bytes(&mut self) -> [u8; 16] {
-        let mut next = || {
-            self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.rng;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        let hi = next();
-        let lo = next();
-        ((u128::from(hi) << 64) | u128::from(lo)).to_be_bytes()
+    /// A new vVol id and the seeded generator's next state (`None` for
+    /// random ids). Does not change the state: the record carries both.
+    pub(crate) fn mint_id(&self) -> (VvolId, Option<u64>) {
+        match self.id_source {
+            IdSource::Random => (VvolId(uuid::Uuid::new_v4().as_u128()), None),
+            IdSource::Seeded(mut rng) => {
+                let mut next = || {
+                    rng = rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                    let mut z = rng;
+                    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                    z ^ (z >> 31)
+                };
+                let hi = next();
+                let lo = next();
+                let bytes = ((u128::from(hi) << 64) | u128::from(lo)).to_be_bytes();
+                (VvolId::from_random_bytes(bytes), Some(rng))
+            }
+        }
     }
 
-    fn live(&self, key: BindingKey) -> Arc<LiveBinding> {
-        let entry = &self.bindings[&key];
-        let volume = Arc::clone(&self.vvols[&entry.vvol].core);
-        Arc::new(LiveBinding::new(
+    /// The live binding the router publishes for `key`.
+    pub(crate) fn live(&self, key: BindingKey) -> Option<Arc<LiveBinding>> {
+        let entry = self.bindings.get(&key)?;
+        let volume = Arc::clone(&self.vvols.get(&entry.vvol)?.core);
+        if entry.hosts.is_empty() {
+            return None;
+        }
+        Some(Arc::new(LiveBinding::new(
             volume,
             entry.generation,
             entry.hosts.iter().map(|(h, _)| *h),
-        ))
-    }
-
-    /// Publishes an existing binding (restoring a journal snapshot).
-    pub(crate) fn republish(&self, router: &Router, key: BindingKey) {
-        router.publish(key.0, key.1, self.live(key));
+        )))
     }
 
     pub(crate) fn handle(&self, key: BindingKey) -> BindHandle {
         BindHandle {
             pe: key.0,
             secondary_id: key.1,
-            generation: self.bindings[&key].generation,
+            generation: self
+                .bindings
+                .get(&key)
+                .map_or(Generation(0), |b| b.generation),
         }
     }
 
-    /// Makes a new binding of `vvol` on `pe` for `host`; `None` when the PE
-    /// has no free secondary id.
-    pub(crate) fn create_binding(
-        &mut self,
-        router: &Router,
-        host: HostId,
-        vvol: VvolId,
-        pe: PeId,
-    ) -> Option<BindingKey> {
-        let entry = self.pes.get_mut(&pe)?;
-        let sid = SecondaryId(entry.ids.allocate()?);
-        entry.bindings += 1;
-        let key = (pe, sid);
-        let generation = router.next_generation(pe, sid);
-        let mut hosts = SmallVec::new();
-        hosts.push((host, 1));
-        let fresh = self
-            .bindings
-            .insert(
-                key,
-                BindingEntry {
-                    vvol,
-                    generation,
-                    hosts,
-                },
-            )
-            .is_none();
-        assert!(fresh, "a free secondary id has no binding");
-        if let Some(v) = self.vvols.get_mut(&vvol) {
-            v.bindings.push(key);
-        }
-        if let Some(h) = self.hosts.get_mut(&host) {
-            h.bindings.insert(key);
-        }
-        router.publish(pe, sid, self.live(key));
-        Some(key)
-    }
-
-    /// Counts one more bind of `key` by `host`, adding the host if new.
-    pub(crate) fn attach(
-        &mut self,
-        router: &Router,
-        host: HostId,
-        key: BindingKey,
-    ) -> Result<(), ControlError> {
-        let handle = self.handle(key);
-        let entry = self.bindings.get_mut(&key).expect("caller checked the key");
-        if let Some((_, count)) = entry.hosts.iter_mut().find(|(h, _)| *h == host) {
-            *count = count
-                .checked_add(1)
-                .ok_or(ControlError::BindCountOverflow {
-                    host,
-                    handle,
-                    count: *count,
-                })?;
-            return Ok(());
-        }
-        entry.hosts.push((host, 1));
-        if let Some(h) = self.hosts.get_mut(&host) {
-            h.bindings.insert(key);
-        }
-        router.replace(key.0, key.1, self.live(key));
-        Ok(())
-    }
-
-    /// Counts one unbind of `key` by `host` (all of its binds when `whole`).
-    /// Drops the host at zero and the binding with its last host; removes a
-    /// draining or failed PE with its last binding.
-    pub(crate) fn release(&mut self, router: &Router, host: HostId, key: BindingKey, whole: bool) {
-        let Some(entry) = self.bindings.get_mut(&key) else {
-            return;
-        };
-        let Some(at) = entry.hosts.iter().position(|(h, _)| *h == host) else {
-            return;
-        };
-        if !whole && entry.hosts[at].1 > 1 {
-            entry.hosts[at].1 -= 1;
-            return;
-        }
-        entry.hosts.remove(at);
-        if let Some(h) = self.hosts.get_mut(&host) {
-            h.bindings.remove(&key);
-        }
-        if !entry.hosts.is_empty() {
-            router.replace(key.0, key.1, self.live(key));
-            return;
-        }
-        let vvol = entry.vvol;
-        self.bindings.remove(&key);
-        router.retire(key.0, key.1);
-        if let Some(v) = self.vvols.get_mut(&vvol) {
-            v.bindings.retain(|k| *k != key);
-        }
-        let (pe, sid) = key;
-        if let Some(entry) = self.pes.get_mut(&pe) {
-            entry.ids.free(sid.0);
-            entry.bindings -= 1;
-            if entry.bindings == 0 && entry.state != PeState::Active {
-                self.remove_pe(router, pe);
-            }
-        }
-    }
-
-    /// Removes a PE without bindings from its array, every PE context and
-    /// the router, and records the event.
-    pub(crate) fn remove_pe(&mut self, router: &Router, pe: PeId) {
-        let Some(entry) = self.pes.remove(&pe) else {
-            return;
-        };
-        debug_assert_eq!(entry.bindings, 0);
-        if let Some(array) = self.arrays.get_mut(&entry.array) {
-            array.pes.remove(&pe);
-        }
-        for host in self.hosts.values_mut() {
-            host.pe_context.remove(&pe);
-        }
-        router.set_pe_state(pe, TableState::Removed);
-        self.events.push(EventKind::PeRemoved {
-            array: entry.array,
-            pe,
-        });
-    }
-
-    /// Checks the cross-structure invariants; O(state). Used by tests in
-    /// debug builds after every mutation.
-    pub(crate) fn check_invariants(&self) {
+    /// Checks every cross-reference; O(state). Restored snapshots must
+    /// pass it, and tests run it after every mutation.
+    pub(crate) fn validate(&self) -> Result<(), &'static str> {
+        let mut per_pe: HashMap<PeId, u64> = HashMap::new();
+        let freed: HashMap<PeId, HashSet<u64>> = self
+            .pes
+            .iter()
+            .map(|(id, p)| (*id, p.ids.parts().3.into_iter().map(|(f, _)| f).collect()))
+            .collect();
         for (key, b) in &self.bindings {
-            let pe = &self.pes[&key.0];
-            let vvol = &self.vvols[&b.vvol];
-            let container = &self.containers[&vvol.container];
-            assert_eq!(pe.array, container.array, "binding PE in the vVol's array");
-            assert_eq!(pe.spec.transport().protocol(), container.spec.protocol());
-            assert!(!b.hosts.is_empty(), "a binding has a host");
-            assert!(vvol.bindings.contains(key));
-            for (h, count) in &b.hosts {
-                assert!(*count > 0);
-                let host = &self.hosts[h];
-                assert!(host.pe_context.contains(&key.0), "PE in host context");
-                assert!(host.bindings.contains(key));
+            let pe = self.pes.get(&key.0).ok_or("binding on an unknown PE")?;
+            let vvol = self
+                .vvols
+                .get(&b.vvol)
+                .ok_or("binding of an unknown vVol")?;
+            let container = self
+                .containers
+                .get(&vvol.container)
+                .ok_or("vVol of an unknown container")?;
+            if pe.array != container.array {
+                return Err("binding PE outside the vVol's array");
             }
+            if pe.spec.transport().protocol() != container.spec.protocol() {
+                return Err("binding PE of another protocol");
+            }
+            if !pe.spec.secondary_ids().contains(key.1)
+                || !pe.ids.is_issued(key.1.0)
+                || freed.get(&key.0).is_some_and(|f| f.contains(&key.1.0))
+            {
+                return Err("binding at a secondary id the PE has not handed out");
+            }
+            if b.hosts.is_empty() {
+                return Err("binding without a host");
+            }
+            if !vvol.bindings.contains(key) {
+                return Err("binding missing from its vVol");
+            }
+            let mut seen = SmallVec::<[HostId; 4]>::new();
+            for (h, count) in &b.hosts {
+                if *count == 0 || seen.contains(h) {
+                    return Err("binding host counted zero or twice");
+                }
+                seen.push(*h);
+                let host = self.hosts.get(h).ok_or("binding of an unknown host")?;
+                if !host.bindings.contains(key) {
+                    return Err("binding missing from its host");
+                }
+                if !host.pe_context.contains(&key.0) {
+                    return Err("binding PE outside the host's PE context");
+                }
+            }
+            *per_pe.entry(key.0).or_default() += 1;
         }
         for (id, pe) in &self.pes {
-            let n = self.bindings.keys().filter(|k| k.0 == *id).count() as u64;
-            assert_eq!(pe.bindings, n, "binding count of {id}");
+            if pe.bindings != per_pe.get(id).copied().unwrap_or(0) {
+                return Err("PE binding count does not add up");
+            }
+            if pe.state == PeState::Drained && pe.bindings > 0 {
+                return Err("drained PE with bindings");
+            }
+            if !self
+                .arrays
+                .get(&pe.array)
+                .is_some_and(|a| a.pes.contains(id))
+            {
+                return Err("PE missing from its array");
+            }
         }
+        for (id, c) in &self.containers {
+            if !self
+                .arrays
+                .get(&c.array)
+                .is_some_and(|a| a.containers.contains(id))
+            {
+                return Err("container missing from its array");
+            }
+        }
+        let freed_keys: HashSet<u64> = self
+            .vvol_keys
+            .parts()
+            .3
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
+        let mut used: HashMap<ContainerId, (u64, u64)> = HashMap::new();
+        for (id, v) in &self.vvols {
+            let k = u64::from(v.core.key.0);
+            if self.keys.get(&v.core.key) != Some(id)
+                || !self.vvol_keys.is_issued(k)
+                || freed_keys.contains(&k)
+            {
+                return Err("vVol key not held");
+            }
+            let e = used.entry(v.container).or_default();
+            e.0 =
+                e.0.checked_add(v.core.capacity_bytes())
+                    .ok_or("container usage overflows")?;
+            e.1 += 1;
+            for key in &v.bindings {
+                if self.bindings.get(key).map(|b| b.vvol) != Some(*id) {
+                    return Err("vVol lists a binding of another vVol");
+                }
+            }
+        }
+        if self.keys.len() != self.vvols.len() {
+            return Err("vVol keys do not match vVols");
+        }
+        for (id, c) in &self.containers {
+            let (bytes, n) = used.get(id).copied().unwrap_or((0, 0));
+            if c.used_bytes != bytes || c.vvols != n {
+                return Err("container usage does not add up");
+            }
+            if bytes > c.spec.quota_bytes() {
+                return Err("container over its quota");
+            }
+        }
+        for (id, h) in &self.hosts {
+            for key in &h.bindings {
+                if self
+                    .bindings
+                    .get(key)
+                    .and_then(|b| b.count_of(*id))
+                    .is_none()
+                {
+                    return Err("host lists a binding it does not hold");
+                }
+            }
+            if h.pe_context.iter().any(|pe| !self.pes.contains_key(pe)) {
+                return Err("PE context names an unknown PE");
+            }
+        }
+        Ok(())
     }
 }

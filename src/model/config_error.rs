@@ -98,6 +98,14 @@ pub enum ConfigError {
         /// The rejected maximum vVol size in bytes.
         max_vvol_bytes: u64,
     },
+    /// A backend key that is empty or too long.
+    #[error("a backend key must be 1 to {max} bytes, got {len}")]
+    BadBackendKey {
+        /// Its length in bytes.
+        len: usize,
+        /// [`MAX_BACKEND_KEY_LEN`](crate::MAX_BACKEND_KEY_LEN).
+        max: usize,
+    },
 }
 
 /// Checks a name against the length limit.

@@ -2,6 +2,7 @@
 //! virtual volumes, hosts and bind handles.
 
 mod array;
+mod backend_key;
 mod config_error;
 mod container;
 mod handle;
@@ -14,6 +15,7 @@ mod secondary_ids;
 mod virtual_volume;
 
 pub use array::{Array, ArraySpec};
+pub use backend_key::{BackendKey, MAX_BACKEND_KEY_LEN};
 pub use config_error::ConfigError;
 pub(crate) use config_error::check_name;
 pub use container::{Container, ContainerSpec, Protocol};

@@ -308,10 +308,14 @@ fn check_server(server: &str) -> Result<(), ConfigError> {
 pub enum PeState {
     /// Serving I/O and accepting binds.
     Active,
-    /// Serving I/O for its bindings, refusing new binds; removed with its
-    /// last binding.
+    /// Serving I/O for its bindings, refusing new binds; becomes
+    /// [`Drained`](Self::Drained) with its last binding.
     Draining,
-    /// Refusing I/O and new binds; removed with its last binding.
+    /// Drained: no bindings, refusing new binds, kept (with its stats) until
+    /// restored or removed.
+    Drained,
+    /// Failed: refusing I/O and new binds, kept (with its stats and any
+    /// bindings hosts have not released yet) until restored or removed.
     Failed,
 }
 

@@ -1,10 +1,8 @@
 //! Virtual volumes and their specifications.
 
 use std::fmt;
-use std::sync::Arc;
 
-use super::{ConfigError, ContainerId, MIB, VvolId, VvolKey};
-use crate::backend::BlockBackend;
+use super::{BackendKey, ConfigError, ContainerId, MIB, VvolId, VvolKey};
 
 /// The VASA vVol types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -34,9 +32,11 @@ impl fmt::Display for VvolType {
     }
 }
 
-/// Everything needed to create a vVol. Without an explicit backend the
-/// control plane gives it a sparse [`MemoryBackend`](crate::MemoryBackend);
-/// without an explicit id it draws one from its seeded id generator.
+/// Everything needed to create a vVol: plain data. The control plane gives
+/// it a sparse [`MemoryBackend`](crate::MemoryBackend) unless it is created
+/// with [`ControlPlane::create_vvol_with_backend`](crate::ControlPlane::create_vvol_with_backend);
+/// without an explicit id it gets a random (v4) one, or the next of the
+/// plane's seeded generator when the plane opted into deterministic ids.
 ///
 /// # Example
 /// ```
@@ -46,13 +46,12 @@ impl fmt::Display for VvolType {
 /// assert!(spec.validate().is_ok());
 /// assert!(VvolSpec::new(VvolType::Data, 1000).validate().is_err());
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VvolSpec {
     pub(crate) vtype: VvolType,
     pub(crate) capacity_bytes: u64,
     pub(crate) logical_block_size: u32,
     pub(crate) id: Option<VvolId>,
-    pub(crate) backend: Option<Arc<dyn BlockBackend>>,
 }
 
 impl VvolSpec {
@@ -64,7 +63,6 @@ impl VvolSpec {
             capacity_bytes,
             logical_block_size: 512,
             id: None,
-            backend: None,
         }
     }
 
@@ -82,15 +80,6 @@ impl VvolSpec {
         self
     }
 
-    /// Stores the vVol's bytes in `backend`. Its capacity must be at least
-    /// the vVol's (a smaller one is grown) and its block size must divide the
-    /// vVol's.
-    #[must_use]
-    pub fn with_backend(mut self, backend: Arc<dyn BlockBackend>) -> Self {
-        self.backend = Some(backend);
-        self
-    }
-
     /// The type.
     #[must_use]
     pub const fn vtype(&self) -> VvolType {
@@ -101,6 +90,18 @@ impl VvolSpec {
     #[must_use]
     pub const fn capacity_bytes(&self) -> u64 {
         self.capacity_bytes
+    }
+
+    /// The logical block size in bytes.
+    #[must_use]
+    pub const fn logical_block_size(&self) -> u32 {
+        self.logical_block_size
+    }
+
+    /// The caller-chosen id, if any.
+    #[must_use]
+    pub const fn id(&self) -> Option<VvolId> {
+        self.id
     }
 
     /// Checks capacity (a positive multiple of 1 MiB) and block size.
@@ -124,8 +125,9 @@ pub(crate) fn check_capacity(capacity_bytes: u64) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// A snapshot of a virtual volume.
-#[derive(Clone, Debug)]
+/// A snapshot of a virtual volume (plain data; its backend is reachable
+/// through [`ControlPlane::backend`](crate::ControlPlane::backend)).
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct VirtualVolume {
     /// Its id.
@@ -140,8 +142,9 @@ pub struct VirtualVolume {
     pub capacity_bytes: u64,
     /// Logical block size in bytes.
     pub logical_block_size: u32,
-    /// Where its bytes live.
-    pub backend: Arc<dyn BlockBackend>,
+    /// The embedder's key of its backend, when it was created with one
+    /// ([`ControlPlane::create_vvol_with_backend`](crate::ControlPlane::create_vvol_with_backend)).
+    pub backend_key: Option<BackendKey>,
     /// How many bindings it has.
     pub bindings: usize,
 }

@@ -9,7 +9,7 @@ use super::exports::HostExports;
 use super::server::{NbdServer, ServerConfig};
 use crate::model::{BindContext, BindHandle, HostId, VvolId};
 use crate::testing::{Topology, quickstart};
-use crate::{BlockBackend, ControlPlane, VvolSpec, VvolType};
+use crate::{BackendKey, BlockBackend, ControlError, ControlPlane, VvolSpec, VvolType};
 
 /// A running gateway: the control plane, the topology, the handles bound for
 /// the host, and the server.
@@ -57,9 +57,14 @@ impl Gateway {
         let mut batches: Vec<Vec<VvolId>> = topology.vms.iter().map(|vm| vm.vvols()).collect();
         if let Some(backend) = extra {
             let spec = VvolSpec::new(VvolType::Data, backend.capacity_bytes())
-                .with_logical_block_size(backend.logical_block_size())
-                .with_backend(backend);
-            batches.push(vec![plane.create_vvol(topology.vms[0].container, spec)?]);
+                .with_logical_block_size(backend.logical_block_size());
+            let key = BackendKey::new("gateway-extra").map_err(ControlError::from)?;
+            batches.push(vec![plane.create_vvol_with_backend(
+                topology.vms[0].container,
+                spec,
+                backend,
+                key,
+            )?]);
         }
         let mut bound = Vec::new();
         for chunk in &batches {

@@ -147,11 +147,6 @@ impl Router {
         }
     }
 
-    pub(crate) fn next_generation(&self, pe: PeId, sid: SecondaryId) -> Generation {
-        self.table(pe)
-            .map_or(Generation(1), |t| t.next_generation(sid))
-    }
-
     pub(crate) fn publish(&self, pe: PeId, sid: SecondaryId, binding: Arc<LiveBinding>) {
         let table = self.table(pe).expect("bindings are only made on known PEs");
         table.publish(sid, binding);
@@ -160,19 +155,6 @@ impl Router {
     pub(crate) fn replace(&self, pe: PeId, sid: SecondaryId, binding: Arc<LiveBinding>) {
         if let Some(table) = self.table(pe) {
             table.replace(sid, binding);
-        }
-    }
-
-    /// The generation last published at a slot (0 if never).
-    pub(crate) fn slot_generation(&self, pe: PeId, sid: SecondaryId) -> Generation {
-        self.table(pe)
-            .and_then(|t| t.word(sid))
-            .map_or(Generation(0), |w| w.generation)
-    }
-
-    pub(crate) fn restore_retired(&self, pe: PeId, sid: SecondaryId, generation: Generation) {
-        if let Some(table) = self.table(pe) {
-            table.restore_retired(sid, generation);
         }
     }
 

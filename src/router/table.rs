@@ -20,7 +20,7 @@ use arc_swap::ArcSwapOption;
 use super::slot::{self, Word};
 use super::stats::Counters;
 use super::volume::LiveBinding;
-use crate::model::{Generation, PeState, SecondaryId, SecondaryIdSpace};
+use crate::model::{SecondaryId, SecondaryIdSpace};
 
 /// Slots allocated together when the first id of their range is handed out.
 ///
@@ -31,7 +31,7 @@ use crate::model::{Generation, PeState, SecondaryId, SecondaryIdSpace};
 /// not measurably faster on this machine (BENCHMARKS.md).
 pub const SLOT_CHUNK: u64 = 512;
 
-/// Router-side PE state: [`PeState`] plus removal.
+/// Router-side PE state: [`PeState`](crate::PeState) (Drained as Draining) plus removal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum TableState {
@@ -39,16 +39,6 @@ pub(crate) enum TableState {
     Draining = 1,
     Failed = 2,
     Removed = 3,
-}
-
-impl From<PeState> for TableState {
-    fn from(state: PeState) -> Self {
-        match state {
-            PeState::Active => Self::Active,
-            PeState::Draining => Self::Draining,
-            PeState::Failed => Self::Failed,
-        }
-    }
 }
 
 /// `SLOT_CHUNK` slots: their words together, so that `resolve` touches 8
@@ -187,20 +177,6 @@ impl PeTable {
             slot::retire(&chunk.words[at], &chunk.bindings[at]);
             self.changes.fetch_add(1, Ordering::Release);
         }
-    }
-
-    /// Sets an empty slot's generation (restoring a journal snapshot).
-    pub(crate) fn restore_retired(&self, sid: SecondaryId, generation: Generation) {
-        if let Some((chunk, at)) = self.chunk_or_create(sid) {
-            chunk.words[at].store(Word::encode(generation, None), Ordering::Release);
-        }
-    }
-
-    /// The generation the next binding at `sid` gets: one more than the
-    /// slot's last, skipping 0 on wrap-around.
-    pub(crate) fn next_generation(&self, sid: SecondaryId) -> Generation {
-        let last = self.word(sid).map_or(0, |w| w.generation.0);
-        Generation(last.checked_add(1).unwrap_or(1))
     }
 
     /// Bytes held by allocated slot chunks.

@@ -574,7 +574,10 @@ fn allocation_after_writes(b: &Arc<dyn BlockBackend>, _bs: u64) -> Check {
     let empty = b
         .allocation(0, 0)
         .map_err(|e| format!("empty allocation query: {e}"))?;
-    ensure!(empty.is_empty(), "empty allocation query returned {empty:?}");
+    ensure!(
+        empty.is_empty(),
+        "empty allocation query returned {empty:?}"
+    );
     Ok(())
 }
 
@@ -606,9 +609,17 @@ fn resize_grow_and_shrink(b: &Arc<dyn BlockBackend>, bs: u64) -> Check {
     write(&**b, half, &pattern(9, 2 * bs), false)?;
     resize(&**b, half + bs)?;
     let r = b.read_at(half + bs, &mut vec![0; bs as usize]);
-    ensure!(is_out_of_range(&r), "read past a shrunk end: {}", describe(&r));
+    ensure!(
+        is_out_of_range(&r),
+        "read past a shrunk end: {}",
+        describe(&r)
+    );
     let r = b.write_at(half + bs, &vec![1; bs as usize], false);
-    ensure!(is_out_of_range(&r), "write past a shrunk end: {}", describe(&r));
+    ensure!(
+        is_out_of_range(&r),
+        "write past a shrunk end: {}",
+        describe(&r)
+    );
     let kept = pattern(9, 2 * bs);
     check_data(&**b, half, &kept[..bs as usize])?;
     resize(&**b, CAP)?;
@@ -683,7 +694,9 @@ fn optional_ops_match_supports(b: &Arc<dyn BlockBackend>, bs: u64) -> Check {
             BackendOp::Allocation => check_unsupported(op, &b.allocation(0, bs))?,
             BackendOp::Resize => check_unsupported(op, &b.resize(CAP))?,
             // A read-only backend refuses writes.
-            BackendOp::Write => check_unsupported(op, &b.write_at(0, &vec![0; bs as usize], false))?,
+            BackendOp::Write => {
+                check_unsupported(op, &b.write_at(0, &vec![0; bs as usize], false))?
+            }
             BackendOp::Flush => check_unsupported(op, &b.flush())?,
             BackendOp::Read => return Err("supports(Read) is false: reads are required".to_owned()),
         }

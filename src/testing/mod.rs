@@ -24,5 +24,6 @@ pub mod backend_conformance;
 mod topology;
 
 pub use topology::{
-    QUICKSTART_ADMIN_LUNS, QUICKSTART_COMPANY_ID, Topology, Vm, quickstart, quickstart_with,
+    QUICKSTART_ADMIN_LUNS, QUICKSTART_COMPANY_ID, QUICKSTART_ID_SEED, Topology, Vm, quickstart,
+    quickstart_on, quickstart_with,
 };

@@ -101,14 +101,28 @@ pub fn quickstart() -> Result<(ControlPlane, Topology), ControlError> {
     quickstart_with(Limits::default())
 }
 
-/// Builds the quickstart topology with `limits`.
+/// The id seed of the quickstart plane: its vVol ids (and so its NAAs and
+/// export names) are the same on every run.
+pub const QUICKSTART_ID_SEED: u64 = 0x7676_6f6c_5f69_6473;
+
+/// Builds the quickstart topology with `limits`, on a plane with
+/// deterministic ids ([`QUICKSTART_ID_SEED`]).
 ///
 /// # Errors
 /// [`ControlError::TooMany`] when `limits` are too small for it.
 pub fn quickstart_with(limits: Limits) -> Result<(ControlPlane, Topology), ControlError> {
+    quickstart_on(ControlPlane::new(limits).with_id_seed(QUICKSTART_ID_SEED)?)
+}
+
+/// Builds the quickstart topology on `plane` (empty, any id source; a
+/// durable one, say).
+///
+/// # Errors
+/// [`ControlError::TooMany`] when its limits are too small for it,
+/// [`ControlError::DuplicateName`] when it is not empty.
+pub fn quickstart_on(plane: ControlPlane) -> Result<(ControlPlane, Topology), ControlError> {
     const GIB: u64 = 1 << 30;
     const TIB: u64 = 1 << 40;
-    let plane = ControlPlane::new(limits);
     let scsi = plane.add_array(ArraySpec::new("array-a", QUICKSTART_COMPANY_ID))?;
     let nfs = plane.add_array(ArraySpec::new("array-b", 0x00_3C_4D))?;
     let gold = plane.add_container(scsi, ContainerSpec::new("gold", Protocol::Scsi, 4 * TIB))?;

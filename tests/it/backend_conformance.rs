@@ -129,7 +129,6 @@ fn checked_allocation(b: &dyn BlockBackend, offset: u64, len: u64) -> Vec<Alloca
     extents
 }
 
-
 // ---------------------------------------------------------------------------
 // The conformance kit (`vvol::testing::backend_conformance`) on every backend
 // ---------------------------------------------------------------------------
@@ -293,7 +292,13 @@ fn kit_catches_broken_backends() {
         .run(liar, 512)
         .expect_err("discard is claimed but missing");
     assert!(
-        matches!(err, ConformanceError::Failed { case: Case::DiscardReadsZerosOrOld, .. }),
+        matches!(
+            err,
+            ConformanceError::Failed {
+                case: Case::DiscardReadsZerosOrOld,
+                ..
+            }
+        ),
         "{err}"
     );
     let err = Case::RoundTrip.run(liar, 512).expect_err("lost writes");

@@ -309,9 +309,9 @@ fn io_never_reaches_a_vvol_its_handle_was_not_issued_for() {
     // Every non-zero block carries the id of the vVol that holds it.
     let mut tagged = 0u64;
     for v in 0..VVOLS {
-        let vv = fx.plane.vvol(vvol_id(v)).unwrap();
         let mut bytes = vec![0u8; MIB as usize];
-        vv.backend.read_at(0, &mut bytes).unwrap();
+        let backend = fx.plane.backend(vvol_id(v)).unwrap();
+        backend.read_at(0, &mut bytes).unwrap();
         for (b, block) in bytes.chunks(BLOCK).enumerate() {
             if block.iter().all(|x| *x == 0) {
                 continue;

@@ -406,23 +406,31 @@ fn unbind_all_from_host_and_from_all_hosts() {
 fn drain_rebind_sequence_keeps_both_handles_working_until_rebind_end() {
     let (plane, topo) = quickstart().unwrap();
     let (h, v) = (topo.hosts[0], topo.vms[0].data);
+    let array = topo.arrays[0];
     let router = plane.router();
     let old = bind_one(&plane, h, v, BindContext::Normal);
     router.write(h, old, 0, &[5u8; 512], false).unwrap();
     let last = plane.last_event_id();
-    plane.drain_pe(old.pe).unwrap();
+    let rebind = plane.drain_pe(old.pe).unwrap();
     let events = plane.events_since(last).unwrap();
-    assert_eq!(events.len(), 1);
     assert_eq!(
-        events[0].kind,
-        EventKind::Rebind {
-            array: topo.arrays[0],
-            pe: old.pe,
-            reason: RebindReason::Drain,
-            vvols: vec![v]
-        }
+        events.iter().map(|e| e.kind.clone()).collect::<Vec<_>>(),
+        [
+            EventKind::Rebind {
+                array,
+                pe: old.pe,
+                reason: RebindReason::Drain,
+                vvols: vec![v]
+            },
+            EventKind::PeDraining { array, pe: old.pe },
+        ]
     );
+    assert_eq!(rebind, events[0].id, "drain_pe returns the Rebind event");
     assert_eq!(plane.pe(old.pe).unwrap().state, PeState::Draining);
+    assert!(matches!(
+        plane.drain_pe(old.pe),
+        Err(ControlError::PeStateConflict { pe, state: PeState::Draining, .. }) if pe == old.pe
+    ));
     // No new binds on the draining PE, even when it is the host's only choice.
     let fresh = plane
         .create_vvol(topo.containers[0], VvolSpec::new(VvolType::Data, MIB))
@@ -444,50 +452,134 @@ fn drain_rebind_sequence_keeps_both_handles_working_until_rebind_end() {
     assert_eq!(block, [5u8; 512], "both handles reach the same vVol");
     plane.unbind(h, old, UnbindContext::RebindEnd).unwrap();
     assert!(router.read(h, old, 0, &mut block).is_err());
-    // The drained PE left with its last binding.
-    assert_eq!(plane.pe(old.pe).unwrap_err().fault(), VasaFault::NotFound);
-    assert!(
-        !plane
-            .pes_for_array(topo.arrays[0])
-            .unwrap()
-            .contains(&old.pe)
-    );
+    // Drained with its last binding: the PE stays, with its place in the
+    // array and in the host's PE context, until it is removed.
+    assert_eq!(plane.pe(old.pe).unwrap().state, PeState::Drained);
+    assert!(plane.pes_for_array(array).unwrap().contains(&old.pe));
+    assert!(plane.host(h).unwrap().pe_context.contains(&old.pe));
     assert!(
         plane
             .events_since(last)
             .unwrap()
             .iter()
-            .any(|e| matches!(e.kind, EventKind::PeRemoved { pe, .. } if pe == old.pe))
+            .any(|e| e.kind == EventKind::PeDrained { array, pe: old.pe })
     );
+    plane.check_invariants();
+    // Restored, it takes binds again; removed, it leaves everywhere.
+    plane.restore_pe(old.pe).unwrap();
+    assert_eq!(plane.pe(old.pe).unwrap().state, PeState::Active);
+    let again = bind_one(&plane, h2, fresh, BindContext::Normal);
+    assert_eq!(again.pe, old.pe);
+    plane.unbind(h2, again, UnbindContext::Normal).unwrap();
+    plane.remove_pe(old.pe).unwrap();
+    assert_eq!(plane.pe(old.pe).unwrap_err().fault(), VasaFault::NotFound);
+    assert!(!plane.pes_for_array(array).unwrap().contains(&old.pe));
     assert!(!plane.host(h).unwrap().pe_context.contains(&old.pe));
+    assert!(
+        plane
+            .events_since(last)
+            .unwrap()
+            .iter()
+            .any(|e| e.kind == EventKind::PeRemoved { array, pe: old.pe })
+    );
     plane.check_invariants();
 }
 
 #[test]
-fn failed_pe_handles_fail_at_once_and_rebind_moves_them() {
+fn failed_pe_handles_fail_at_once_and_restore_brings_them_back() {
     let (plane, topo) = quickstart().unwrap();
     let (h, v) = (topo.hosts[0], topo.vms[1].data);
+    let array = topo.arrays[0];
     let router = plane.router();
     let old = bind_one(&plane, h, v, BindContext::Normal);
+    router.write(h, old, 0, &[9u8; 512], false).unwrap();
+    let last = plane.last_event_id();
     plane.fail_pe(old.pe).unwrap();
+    let kinds: Vec<_> = plane
+        .events_since(last)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::Rebind {
+                array,
+                pe: old.pe,
+                reason: RebindReason::Failure,
+                vvols: vec![v]
+            },
+            EventKind::PeFailed { array, pe: old.pe },
+        ]
+    );
     let err = router.read(h, old, 0, &mut [0u8; 512]).unwrap_err();
     assert!(matches!(err, vvol::RouteError::PeFailed { pe } if pe == old.pe));
     assert!(router.resolve(old.pe, old.secondary_id).is_none());
+    // The failed PE stays as an object with its binding, in the host's context.
+    let pe = plane.pe(old.pe).unwrap();
+    assert_eq!((pe.state, pe.bindings), (PeState::Failed, 1));
+    assert!(plane.host(h).unwrap().pe_context.contains(&old.pe));
+    assert!(matches!(
+        plane.remove_pe(old.pe),
+        Err(ControlError::PeBound { bindings: 1, .. })
+    ));
     // A normal bind does not return the failed handle.
     let new = bind_one(&plane, h, v, BindContext::Normal);
     assert_ne!(new.pe, old.pe);
     router.read(h, new, 0, &mut [0u8; 512]).unwrap();
-    plane.unbind(h, old, UnbindContext::RebindEnd).unwrap();
+    // Restored, the binding it kept serves I/O again with the same handle.
+    plane.restore_pe(old.pe).unwrap();
+    let mut block = [0u8; 512];
+    router.read(h, old, 0, &mut block).unwrap();
+    assert_eq!(block, [9u8; 512]);
     assert!(
-        plane.pe(old.pe).is_err(),
-        "failed PE removed with its last binding"
+        plane
+            .events_since(last)
+            .unwrap()
+            .iter()
+            .any(|e| e.kind == EventKind::PeRestored { array, pe: old.pe })
     );
+    // Failed again, and unbound: it stays, Failed, with no bindings.
+    plane.fail_pe(old.pe).unwrap();
+    assert!(matches!(
+        plane.fail_pe(old.pe),
+        Err(ControlError::PeStateConflict {
+            state: PeState::Failed,
+            ..
+        })
+    ));
+    plane.unbind(h, old, UnbindContext::RebindEnd).unwrap();
+    let pe = plane.pe(old.pe).unwrap();
+    assert_eq!((pe.state, pe.bindings), (PeState::Failed, 0));
+    plane.remove_pe(old.pe).unwrap();
+    plane.check_invariants();
 }
 
 #[test]
-fn draining_an_unbound_pe_removes_it_at_once_and_its_id_is_never_reused() {
+fn draining_an_unbound_pe_drains_it_at_once_and_a_removed_id_is_never_reused() {
     let (plane, pes, _, _) = small(2, SecondaryIdSpace::default());
+    let last = plane.last_event_id();
     plane.drain_pe(pes[1]).unwrap();
+    assert_eq!(plane.pe(pes[1]).unwrap().state, PeState::Drained);
+    let kinds: Vec<_> = plane
+        .events_since(last)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(
+        matches!(kinds.as_slice(), [EventKind::PeDrained { pe, .. }] if *pe == pes[1]),
+        "no Rebind event for a PE with nothing bound: {kinds:?}"
+    );
+    assert!(matches!(
+        plane.restore_pe(pes[0]),
+        Err(ControlError::PeStateConflict {
+            state: PeState::Active,
+            ..
+        })
+    ));
+    plane.remove_pe(pes[1]).unwrap();
     assert!(plane.pe(pes[1]).is_err());
     let a = plane.arrays()[0];
     let fresh = plane.add_pe(a, PeSpec::scsi(naa(50), 200)).unwrap();
@@ -559,7 +651,8 @@ fn events_report_lost_when_the_caller_falls_behind() {
     let a = plane.add_array(ArraySpec::new("a", 1)).unwrap();
     for i in 0..4 {
         let pe = plane.add_pe(a, PeSpec::scsi(naa(i + 1), i as u16)).unwrap();
-        plane.drain_pe(pe).unwrap(); // Rebind + PeRemoved events
+        plane.drain_pe(pe).unwrap(); // PeDrained
+        plane.remove_pe(pe).unwrap(); // PeRemoved
     }
     assert_eq!(plane.last_event_id(), EventId(8));
     let err = plane.events_since(EventId(0)).unwrap_err();
@@ -588,7 +681,9 @@ fn same_seed_gives_same_ids() {
         a.vvol(ta.vms[0].data).unwrap().id,
         b.vvol(tb.vms[0].data).unwrap().id
     );
-    let c = ControlPlane::new(Limits::default()).with_id_seed(7);
+    let c = ControlPlane::new(Limits::default())
+        .with_id_seed(7)
+        .unwrap();
     let arr = c.add_array(ArraySpec::new("a", 1)).unwrap();
     let cont = c
         .add_container(arr, ContainerSpec::new("c", Protocol::Nfs, GIB))

@@ -108,6 +108,7 @@ fn payload(vvol: usize, host: usize, counter: u64) -> [u8; BLOCK] {
 enum PeSt {
     Active,
     Draining,
+    Drained,
     Failed,
     Removed,
 }
@@ -200,6 +201,18 @@ enum Ev {
         failure: bool,
         vvols: Vec<usize>,
     },
+    PeDraining {
+        pe: usize,
+    },
+    PeDrained {
+        pe: usize,
+    },
+    PeFailed {
+        pe: usize,
+    },
+    PeRestored {
+        pe: usize,
+    },
     PeRemoved {
         pe: usize,
     },
@@ -233,6 +246,15 @@ enum Fail {
         bindings: usize,
     },
     DuplicateVvol(usize),
+    /// The PE is not in a state the action applies to.
+    PeStateConflict {
+        pe: usize,
+        state: PeSt,
+    },
+    PeBound {
+        pe: usize,
+        bindings: usize,
+    },
 }
 
 impl Fail {
@@ -241,10 +263,14 @@ impl Fail {
             Self::VvolNotFound(_) | Self::HandleNotFound { .. } | Self::PeNotFound(_) => {
                 VasaFault::NotFound
             }
-            Self::Mixed { .. } | Self::DuplicateVvol(_) => VasaFault::InvalidArgument,
+            Self::Mixed { .. } | Self::DuplicateVvol(_) | Self::PeStateConflict { .. } => {
+                VasaFault::InvalidArgument
+            }
             Self::NoEligiblePe { .. } => VasaFault::StorageFault,
             Self::Exhausted(_) => VasaFault::OutOfResource,
-            Self::HostBoundOnPe { .. } | Self::VvolBound { .. } => VasaFault::ResourceInUse,
+            Self::HostBoundOnPe { .. } | Self::VvolBound { .. } | Self::PeBound { .. } => {
+                VasaFault::ResourceInUse
+            }
         }
     }
 }
@@ -499,8 +525,8 @@ impl Model {
     }
 
     /// One unbind (all of the host's binds when `whole`). Returns the freed
-    /// (PE, sid) when the binding went away; a draining or failed PE goes
-    /// with its last binding.
+    /// (PE, sid) when the binding went away; a draining PE is drained by its
+    /// last binding (a failed one stays failed).
     fn release(
         &mut self,
         host: usize,
@@ -519,18 +545,43 @@ impl Model {
             return None;
         }
         let b = self.bindings.remove(&n).expect("present");
-        if self.pe_bindings(b.pe) == 0 && self.pes[b.pe].state != PeSt::Active {
-            self.remove_pe(b.pe, events);
+        if self.pe_bindings(b.pe) == 0 && self.pes[b.pe].state == PeSt::Draining {
+            self.pes[b.pe].state = PeSt::Drained;
+            events.push(Ev::PeDrained { pe: b.pe });
         }
         Some((b.pe, b.sid))
     }
 
-    fn remove_pe(&mut self, pe: usize, events: &mut Vec<Ev>) {
+    fn remove_pe(&mut self, pe: usize) -> Expect {
+        if self.pes[pe].state == PeSt::Removed {
+            return Expect::Unit(Err(Fail::PeNotFound(pe)));
+        }
+        let bindings = self.pe_bindings(pe);
+        if bindings > 0 {
+            return Expect::Unit(Err(Fail::PeBound { pe, bindings }));
+        }
         self.pes[pe].state = PeSt::Removed;
         for ctx in &mut self.contexts {
             ctx.remove(&pe);
         }
-        events.push(Ev::PeRemoved { pe });
+        self.push_events(vec![Ev::PeRemoved { pe }], true);
+        Expect::Unit(Ok(()))
+    }
+
+    fn restore_pe(&mut self, pe: usize) -> Expect {
+        let state = self.pes[pe].state;
+        match state {
+            PeSt::Removed => Expect::Event(Err(Fail::PeNotFound(pe))),
+            PeSt::Drained | PeSt::Failed => {
+                self.pes[pe].state = PeSt::Active;
+                let id = self.event_count() + 1;
+                self.push_events(vec![Ev::PeRestored { pe }], true);
+                Expect::Event(Ok(id))
+            }
+            PeSt::Active | PeSt::Draining => {
+                Expect::Event(Err(Fail::PeStateConflict { pe, state }))
+            }
+        }
     }
 
     fn unbind(&mut self, host: usize, n: u64, ctx: Ctx) -> Expect {
@@ -607,16 +658,21 @@ impl Model {
         Expect::Unit(Ok(()))
     }
 
+    /// Drain (`failure` false) or fail an active PE: Rebind and then the
+    /// state event when it has bindings, only the state event (Drained at
+    /// once for a drain) when it has none.
     fn stop_pe(&mut self, pe: usize, failure: bool) -> Expect {
-        if self.pes[pe].state == PeSt::Removed {
+        let state = self.pes[pe].state;
+        if state == PeSt::Removed {
             return Expect::Event(Err(Fail::PeNotFound(pe)));
         }
-        if self.pes[pe].state != PeSt::Failed {
-            self.pes[pe].state = if failure {
-                PeSt::Failed
-            } else {
-                PeSt::Draining
-            };
+        let conflict = if failure {
+            state == PeSt::Failed
+        } else {
+            state != PeSt::Active
+        };
+        if conflict {
+            return Expect::Event(Err(Fail::PeStateConflict { pe, state }));
         }
         let vvols: BTreeSet<usize> = self
             .bindings
@@ -625,14 +681,21 @@ impl Model {
             .map(|b| b.vvol)
             .collect();
         let id = self.event_count() + 1;
-        let mut events = vec![Ev::Rebind {
-            pe,
-            failure,
-            vvols: vvols.into_iter().collect(),
-        }];
-        if self.pe_bindings(pe) == 0 {
-            self.remove_pe(pe, &mut events);
+        let mut events = Vec::new();
+        if !vvols.is_empty() {
+            events.push(Ev::Rebind {
+                pe,
+                failure,
+                vvols: vvols.iter().copied().collect(),
+            });
         }
+        let (next, event) = match (failure, vvols.is_empty()) {
+            (true, _) => (PeSt::Failed, Ev::PeFailed { pe }),
+            (false, false) => (PeSt::Draining, Ev::PeDraining { pe }),
+            (false, true) => (PeSt::Drained, Ev::PeDrained { pe }),
+        };
+        self.pes[pe].state = next;
+        events.push(event);
         self.push_events(events, true);
         Expect::Event(Ok(id))
     }
@@ -669,7 +732,7 @@ impl Model {
         let result = match self.pes[pe].state {
             PeSt::Removed => Err(IoFail::UnknownPe),
             PeSt::Failed => Err(IoFail::PeFailed),
-            PeSt::Active | PeSt::Draining => match self.bindings.get(&n) {
+            PeSt::Active | PeSt::Draining | PeSt::Drained => match self.bindings.get(&n) {
                 None => Err(IoFail::NotBound),
                 Some(b) if !b.holds(host) => Err(IoFail::AccessDenied),
                 Some(b) => {
@@ -727,6 +790,8 @@ enum Op {
     },
     DrainPe(usize),
     FailPe(usize),
+    RestorePe(usize),
+    RemovePe(usize),
     UnbindAllFromHost(usize),
     UnbindFromAllHosts(usize),
     DeleteVvol(usize),
@@ -829,6 +894,8 @@ impl ReferenceStateMachine for Model {
             5 => set_context,
             2 => (0..PES).prop_map(Op::DrainPe),
             1 => (0..PES).prop_map(Op::FailPe),
+            2 => (0..PES).prop_map(Op::RestorePe),
+            1 => (0..PES).prop_map(Op::RemovePe),
             6 => (0..HOSTS).prop_map(Op::UnbindAllFromHost),
             3 => (0..VVOLS).prop_map(Op::UnbindFromAllHosts),
             5 => (0..VVOLS).prop_map(Op::DeleteVvol),
@@ -877,6 +944,8 @@ impl ReferenceStateMachine for Model {
             Op::SetPeContext { host, pes } => state.set_pe_context(*host, pes),
             Op::DrainPe(pe) => state.stop_pe(*pe, false),
             Op::FailPe(pe) => state.stop_pe(*pe, true),
+            Op::RestorePe(pe) => state.restore_pe(*pe),
+            Op::RemovePe(pe) => state.remove_pe(*pe),
             Op::UnbindAllFromHost(host) => state.unbind_all_from_host(*host),
             Op::UnbindFromAllHosts(vvol) => state.unbind_from_all_hosts(*vvol),
             Op::DeleteVvol(vvol) => state.delete_vvol(*vvol),
@@ -934,7 +1003,6 @@ fn vvol_spec(v: usize) -> (VvolSpec, Option<FaultyVvol>) {
     }
     let memory = Arc::new(MemoryBackend::new(MIB, BLOCK as u32).unwrap());
     let backend = Arc::new(FaultyBackend::new(Arc::clone(&memory) as _));
-    let spec = spec.with_backend(Arc::clone(&backend) as _);
     (
         spec,
         Some(FaultyVvol {
@@ -943,6 +1011,24 @@ fn vvol_spec(v: usize) -> (VvolSpec, Option<FaultyVvol>) {
             fault: None,
         }),
     )
+}
+
+/// Creates vVol `v` from [`vvol_spec`]: on its faulty backend when it has one.
+fn create(
+    plane: &ControlPlane,
+    container: ContainerId,
+    spec: VvolSpec,
+    faulty: Option<&FaultyVvol>,
+) -> Result<VvolId, ControlError> {
+    match faulty {
+        None => plane.create_vvol(container, spec),
+        Some(f) => plane.create_vvol_with_backend(
+            container,
+            spec,
+            Arc::clone(&f.backend) as _,
+            vvol::BackendKey::new("faulty").unwrap(),
+        ),
+    }
 }
 
 fn build(model: &Model) -> Sut {
@@ -992,9 +1078,7 @@ fn build(model: &Model) -> Sut {
     let mut faulty = BTreeMap::new();
     for v in 0..VVOLS {
         let (spec, backend) = vvol_spec(v);
-        let id = plane
-            .create_vvol(containers[CONTAINER_OF[v]], spec)
-            .unwrap();
+        let id = create(&plane, containers[CONTAINER_OF[v]], spec, backend.as_ref()).unwrap();
         assert_eq!(id, vvol_id(v));
         if let Some(backend) = backend {
             faulty.insert(v, backend);
@@ -1112,6 +1196,15 @@ impl Sut {
                 assert_eq!((v(*vvol), *bindings), (*a, *b));
             }
             (Fail::DuplicateVvol(a), ControlError::DuplicateVvol(b)) => assert_eq!(v(*a), *b),
+            (
+                Fail::PeStateConflict { pe, state },
+                ControlError::PeStateConflict {
+                    pe: p, state: s, ..
+                },
+            ) => assert_eq!((self.pes[*pe], pe_state(*state)), (*p, *s)),
+            (Fail::PeBound { pe, bindings }, ControlError::PeBound { pe: p, bindings: b }) => {
+                assert_eq!((self.pes[*pe], *bindings as u64), (*p, *b))
+            }
             _ => panic!("expected {want:?}, got {got:?} ({got})"),
         }
         assert_eq!(got.fault(), want.fault(), "VASA fault of {got}");
@@ -1138,6 +1231,17 @@ impl Sut {
             (Ok(()), Err(e)) => panic!("{what}: expected success, got {e:?} ({e})"),
             (Err(fail), Ok(value)) => panic!("{what}: expected {fail:?}, got Ok({value:?})"),
         }
+    }
+}
+
+/// The plane's state for a model state of a PE that exists.
+fn pe_state(state: PeSt) -> PeState {
+    match state {
+        PeSt::Active => PeState::Active,
+        PeSt::Draining => PeState::Draining,
+        PeSt::Drained => PeState::Drained,
+        PeSt::Failed => PeState::Failed,
+        PeSt::Removed => panic!("a removed PE has no state"),
     }
 }
 
@@ -1172,10 +1276,20 @@ fn event_of(sut: &Sut, kind: &EventKind) -> Ev {
                 vvols,
             }
         }
-        EventKind::PeRemoved { array, pe } => {
+        EventKind::PeDraining { array, pe }
+        | EventKind::PeDrained { array, pe }
+        | EventKind::PeFailed { array, pe }
+        | EventKind::PeRestored { array, pe }
+        | EventKind::PeRemoved { array, pe } => {
             let p = sut.pe_index(*pe);
             assert_eq!(array.0 as usize, PE_ARRAY[p], "array of {pe}");
-            Ev::PeRemoved { pe: p }
+            match kind {
+                EventKind::PeDraining { .. } => Ev::PeDraining { pe: p },
+                EventKind::PeDrained { .. } => Ev::PeDrained { pe: p },
+                EventKind::PeFailed { .. } => Ev::PeFailed { pe: p },
+                EventKind::PeRestored { .. } => Ev::PeRestored { pe: p },
+                _ => Ev::PeRemoved { pe: p },
+            }
         }
         other => panic!("unexpected event {other:?}"),
     }
@@ -1252,6 +1366,18 @@ impl StateMachineTest for ControlPlaneModel {
                     assert_eq!(id, EventId(*want_id), "id of the Rebind event");
                 }
             }
+            Op::RestorePe(pe) => {
+                let got = sut.plane.restore_pe(sut.pes[pe]);
+                if let (Some(id), Expect::Event(Ok(want_id))) =
+                    (sut.check_unit("restore_pe", got, want), want)
+                {
+                    assert_eq!(id, EventId(*want_id), "id of the PeRestored event");
+                }
+            }
+            Op::RemovePe(pe) => {
+                let got = sut.plane.remove_pe(sut.pes[pe]);
+                sut.check_unit("remove_pe", got, want);
+            }
             Op::UnbindAllFromHost(host) => {
                 let got = sut.plane.unbind_all_from_host(sut.hosts[host]);
                 if let (Some(n), Expect::Count(Ok(want_n))) =
@@ -1274,9 +1400,12 @@ impl StateMachineTest for ControlPlaneModel {
             }
             Op::CreateVvol(vvol) => {
                 let (spec, backend) = vvol_spec(vvol);
-                let got = sut
-                    .plane
-                    .create_vvol(sut.containers[CONTAINER_OF[vvol]], spec);
+                let got = create(
+                    &sut.plane,
+                    sut.containers[CONTAINER_OF[vvol]],
+                    spec,
+                    backend.as_ref(),
+                );
                 if let Some(id) = sut.check_unit("create_vvol", got, want) {
                     assert_eq!(id, vvol_id(vvol));
                     if let Some(backend) = backend {
@@ -1397,13 +1526,7 @@ fn check_pes(sut: &Sut, model: &Model) {
             continue;
         }
         let pe = sut.plane.pe(id).unwrap();
-        let state = match pm.state {
-            PeSt::Active => PeState::Active,
-            PeSt::Draining => PeState::Draining,
-            PeSt::Failed => PeState::Failed,
-            PeSt::Removed => unreachable!(),
-        };
-        assert_eq!(pe.state, state, "state of {id}");
+        assert_eq!(pe.state, pe_state(pm.state), "state of {id}");
         assert_eq!(pe.array.0 as usize, PE_ARRAY[p]);
         assert_eq!(
             (pe.secondary_ids.first(), pe.secondary_ids.last()),
@@ -1490,7 +1613,12 @@ fn check_vvols(sut: &Sut, model: &Model) {
             match sut.faulty.get(&v) {
                 // Under the fault: what the failed writes left behind.
                 Some(f) => f.memory.read_at(offset, &mut got).unwrap(),
-                None => vv.backend.read_at(offset, &mut got).unwrap(),
+                None => sut
+                    .plane
+                    .backend(id)
+                    .unwrap()
+                    .read_at(offset, &mut got)
+                    .unwrap(),
             }
             let want = vm
                 .blocks

@@ -14,8 +14,8 @@ use vvol::nbd::{
     BackendExports, ExportCatalog, HostExports, NbdBackend, NbdConfig, NbdError, NbdServer,
     ServerConfig,
 };
-use vvol::{BindContext, ControlPlane, UnbindContext, VvolSpec, VvolType};
 use vvol::testing::backend_conformance::Case;
+use vvol::{BindContext, ControlPlane, UnbindContext, VvolSpec, VvolType};
 
 use crate::backend_conformance::{self as conf, CAP};
 use crate::support::bind_one;

@@ -60,9 +60,8 @@ fn a_stale_handle_never_reaches_the_vvol_that_reused_its_slot() {
     );
     let mut block = vec![0u8; 512];
     plane
-        .vvol(second)
+        .backend(second)
         .unwrap()
-        .backend
         .read_at(0, &mut block)
         .unwrap();
     assert_eq!(block, vec![0u8; 512], "nothing landed on the new vVol");
@@ -122,12 +121,13 @@ fn io_in_flight_at_unbind_completes_on_its_vvol_and_unbind_does_not_wait() {
         entered: AtomicBool::new(false),
         open: AtomicBool::new(false),
     });
-    let v = plane
-        .create_vvol(
-            c,
-            VvolSpec::new(VvolType::Data, MIB).with_backend(gate.clone()),
-        )
-        .unwrap();
+    let v = crate::support::create_on(
+        &plane,
+        c,
+        VvolSpec::new(VvolType::Data, MIB),
+        gate.clone() as _,
+        "test",
+    );
     let handle = bind_one(&plane, h, v, BindContext::Normal);
     let router = plane.router();
     let writer = {
@@ -308,9 +308,13 @@ fn a_full_pe_queue_rejects_io_with_queue_full() {
     }
     let barrier = Arc::new(std::sync::Barrier::new(33));
     let slow = Arc::new(Slow(barrier.clone(), MemoryBackend::new(MIB, 512).unwrap()));
-    let v = plane
-        .create_vvol(c, VvolSpec::new(VvolType::Data, MIB).with_backend(slow))
-        .unwrap();
+    let v = crate::support::create_on(
+        &plane,
+        c,
+        VvolSpec::new(VvolType::Data, MIB),
+        slow as _,
+        "test",
+    );
     let handle = bind_one(&plane, h, v, BindContext::Normal);
     let router = plane.router();
     let readers: Vec<_> = (0..32)
@@ -344,12 +348,13 @@ fn backend_failures_surface_with_the_vvol_and_count_as_errors() {
     let faulty = Arc::new(FaultyBackend::new(Arc::new(
         MemoryBackend::new(MIB, 512).unwrap(),
     )));
-    let v = plane
-        .create_vvol(
-            topo.containers[0],
-            VvolSpec::new(VvolType::Data, MIB).with_backend(faulty.clone()),
-        )
-        .unwrap();
+    let v = crate::support::create_on(
+        &plane,
+        topo.containers[0],
+        VvolSpec::new(VvolType::Data, MIB),
+        faulty.clone() as _,
+        "test",
+    );
     let h = topo.hosts[0];
     let handle = bind_one(&plane, h, v, BindContext::Normal);
     let router = plane.router();

@@ -77,12 +77,13 @@ impl Fixture {
     }
 
     pub(crate) fn vvol_on(&self, backend: Arc<FaultyBackend>) -> VvolId {
-        self.plane
-            .create_vvol(
-                self.container,
-                VvolSpec::new(VvolType::Data, 4 * MIB).with_backend(backend),
-            )
-            .unwrap()
+        crate::support::create_on(
+            &self.plane,
+            self.container,
+            VvolSpec::new(VvolType::Data, 4 * MIB),
+            backend as _,
+            "test",
+        )
     }
 
     pub(crate) fn bind(&self, host: usize, vvol: VvolId) -> (BindHandle, Lun) {
@@ -799,13 +800,13 @@ fn full_queue_gives_task_set_full_or_busy() {
         state: std::sync::Mutex::new((0, false)),
         cv: std::sync::Condvar::new(),
     });
-    let v = f
-        .plane
-        .create_vvol(
-            f.container,
-            VvolSpec::new(VvolType::Data, 4 * MIB).with_backend(gate.clone()),
-        )
-        .unwrap();
+    let v = crate::support::create_on(
+        &f.plane,
+        f.container,
+        VvolSpec::new(VvolType::Data, 4 * MIB),
+        gate.clone() as _,
+        "test",
+    );
     let (_, slu) = f.bind(0, v);
     let (_, slu2) = f.bind(1, v);
     assert_eq!(slu, slu2, "both hosts share the binding");

@@ -36,12 +36,20 @@ pub(crate) fn crc32c(bytes: &[u8]) -> u32 {
 pub(crate) const FRAME_HEADER: usize = 8;
 
 /// Frames `payload`.
-pub(crate) fn frame(payload: &[u8]) -> Vec<u8> {
+///
+/// # Errors
+/// [`JournalError::RecordTooLarge`] for a payload whose length does not fit
+/// the frame's 32-bit length field.
+pub(crate) fn frame(payload: &[u8]) -> Result<Vec<u8>, JournalError> {
+    let len = u32::try_from(payload.len()).map_err(|_| JournalError::RecordTooLarge {
+        len: payload.len(),
+        max: u32::MAX as usize,
+    })?;
     let mut out = Vec::with_capacity(FRAME_HEADER + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&crc32c(payload).to_le_bytes());
     out.extend_from_slice(payload);
-    out
+    Ok(out)
 }
 
 /// The frames of a journal: each payload with its offset, and where the
@@ -226,8 +234,8 @@ mod tests {
 
     #[test]
     fn torn_tail_is_dropped_and_middle_corruption_is_an_error() {
-        let mut bytes = frame(b"one");
-        bytes.extend(frame(b"two"));
+        let mut bytes = frame(b"one").unwrap();
+        bytes.extend(frame(b"two").unwrap());
         let full = bytes.len();
         for cut in 0..full {
             let f = split(&bytes[..cut], 1 << 20).unwrap();

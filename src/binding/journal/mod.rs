@@ -1,138 +1,55 @@
-//! Durable bindings: an optional append-only journal behind a
-//! [`ControlPlane`].
-//!
-//! Each acknowledged mutation is one checksummed record, synced before the
-//! call returns; opening replays the records (after the latest snapshot)
-//! through the ordinary API. See ARCHITECTURE.md, "Journal".
+//! The durable record of a control plane: outcome records, snapshots,
+//! their codecs, and the stores they go to. Depends on `model` only; the
+//! glue that opens, replays and applies lives in `binding/durable.rs`.
+//! See ARCHITECTURE.md, "Journal".
 
 mod codec;
-mod ops;
+mod fields;
+mod record;
 mod snapshot;
-mod storage;
+mod store;
 
-use std::collections::HashSet;
-use std::fmt;
 use std::io;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::PathBuf;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
-use self::codec::{Reader, Writer, frame, split};
-pub(crate) use self::ops::Op;
-use self::ops::{TAG_HEADER, TAG_OP, TAG_SNAPSHOT};
-pub use self::storage::{FileStorage, JournalStorage, MemStorage};
-use super::control_plane::ControlPlane;
-use super::state::State;
-use super::{ControlError, FewestBindings, Limits, PeSelectionPolicy};
-use crate::backend::BlockBackend;
-use crate::model::VvolId;
+pub(crate) use self::record::{BindItem, Record, Release};
+pub(crate) use self::snapshot::{BindingData, HostData, PeData, PoolData, Snapshot, VvolData};
+#[cfg(feature = "testing")]
+pub use self::store::MemStore;
+pub use self::store::{
+    DurableStore, FileStore, LogInfo, MAX_SNAPSHOT_CHUNKS, SNAPSHOT_CHUNK_BYTES,
+};
+use crate::model::{BackendKey, VvolId};
 
-/// Format version written in the header and every snapshot.
-pub const JOURNAL_VERSION: u8 = 1;
+/// Format version of the header and every snapshot. This pre-release reads
+/// only its own version.
+pub const JOURNAL_VERSION: u8 = 2;
 /// Default [`JournalOptions::compact_every`]: records after which the
-/// journal is compacted into one snapshot record.
+/// journal is compacted into a snapshot.
 pub const DEFAULT_COMPACT_EVERY: u64 = 4096;
 /// Default [`JournalOptions::max_record_bytes`]: the largest record written
-/// or read (a snapshot is one record).
-pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 30;
-/// Magic bytes at the start of the header record.
-const MAGIC: &[u8; 8] = b"VVOLJNL\0";
+/// or read (snapshots are written in chunks of
+/// [`SNAPSHOT_CHUNK_BYTES`]).
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 16 << 20;
+/// The largest [`JournalOptions::max_record_bytes`] (a frame's length field
+/// is 32 bits).
+pub const MAX_RECORD_BYTES: usize = u32::MAX as usize;
 
-/// Gives back the backend of a vVol that was created with an explicit
-/// backend ([`VvolSpec::with_backend`](crate::VvolSpec::with_backend)) when
-/// a durable control plane is reopened. vVols created without one get a
-/// fresh, empty [`MemoryBackend`](crate::MemoryBackend): the journal keeps
-/// the control plane's state, never volume data.
-pub trait BackendProvider: Send + Sync + fmt::Debug {
-    /// The backend of `vvol`, or `None` when it is not available (opening
-    /// then fails with [`JournalError::BackendRequired`]).
-    fn backend(
-        &self,
-        vvol: VvolId,
-        capacity_bytes: u64,
-        logical_block_size: u32,
-    ) -> Option<Arc<dyn BlockBackend>>;
-}
-
-/// Options of a durable control plane.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct JournalOptions {
-    /// Records after which the journal is compacted into a snapshot.
-    pub compact_every: u64,
-    /// Largest record in bytes; a mutation whose record would be larger
-    /// fails with [`JournalError::RecordTooLarge`] and changes nothing.
-    pub max_record_bytes: usize,
-    /// Restores vVols created with explicit backends.
-    pub backend_provider: Option<Arc<dyn BackendProvider>>,
-    /// The PE selection policy (must be deterministic: replay re-runs it).
-    pub policy: Option<Box<dyn PeSelectionPolicy>>,
-    skip_sync: bool,
-}
-
-impl Default for JournalOptions {
-    fn default() -> Self {
-        Self {
-            compact_every: DEFAULT_COMPACT_EVERY,
-            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
-            backend_provider: None,
-            policy: None,
-            skip_sync: false,
-        }
-    }
-}
-
-impl JournalOptions {
-    /// Sets [`compact_every`](Self::compact_every) (at least 1).
-    #[must_use]
-    pub fn with_compact_every(mut self, records: u64) -> Self {
-        self.compact_every = records.max(1);
-        self
-    }
-
-    /// Sets [`max_record_bytes`](Self::max_record_bytes).
-    #[must_use]
-    pub fn with_max_record_bytes(mut self, bytes: usize) -> Self {
-        self.max_record_bytes = bytes;
-        self
-    }
-
-    /// Sets the [`BackendProvider`].
-    #[must_use]
-    pub fn with_backend_provider(mut self, provider: Arc<dyn BackendProvider>) -> Self {
-        self.backend_provider = Some(provider);
-        self
-    }
-
-    /// Sets the PE selection policy.
-    #[must_use]
-    pub fn with_policy(mut self, policy: Box<dyn PeSelectionPolicy>) -> Self {
-        self.policy = Some(policy);
-        self
-    }
-
-    /// TEST ONLY: acknowledge without syncing. Breaks durability on power
-    /// loss; exists so tests can prove they catch a missing sync.
-    #[doc(hidden)]
-    #[must_use]
-    pub fn test_only_skip_sync(mut self, skip: bool) -> Self {
-        self.skip_sync = skip;
-        self
-    }
-}
-
-/// An error of the journal.
+/// An error of the journal or its store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum JournalError {
     /// Reading, writing or syncing failed.
     #[error("journal I/O: {0}")]
     Io(#[from] io::Error),
-    /// A bad record before the tail, or a record that does not decode.
+    /// A bad frame before the tail, or a record or snapshot that does not
+    /// decode or does not fit the state it applies to.
     #[error("journal corrupt at byte {offset}: {reason}")]
     Corrupt {
-        /// Byte offset of the record (0 when inside a record).
+        /// Byte offset of the frame (0 when not known), or the index of the
+        /// record for a record that does not apply.
         offset: u64,
         /// What is wrong.
         reason: &'static str,
@@ -145,344 +62,228 @@ pub enum JournalError {
         /// The limit.
         max: usize,
     },
-    /// The journal was written with other [`Limits`].
-    #[error("journal written with limits {stored:?}, opened with {given:?}")]
-    LimitsMismatch {
-        /// The limits in the journal.
-        stored: Box<Limits>,
-        /// The limits given to open.
-        given: Box<Limits>,
-    },
     /// The journal is of another format version.
-    #[error("journal format version {0} is not supported")]
+    #[error("journal format version {0} is not supported (this build reads {JOURNAL_VERSION})")]
     UnsupportedVersion(u8),
-    /// A record did not replay as it ran (another policy, limits, or a bug).
-    #[error("journal replay diverged: {reason}")]
-    Replay {
-        /// What differed.
-        reason: String,
+    /// Another open store holds the journal's lock.
+    #[error("journal {path} is locked by another open control plane")]
+    Locked {
+        /// The journal's path.
+        path: PathBuf,
     },
-    /// A vVol was created with an explicit backend and no
+    /// An append named another index than the log's next.
+    #[error("journal append at index {expected}, but the log's next index is {found}")]
+    Conflict {
+        /// The index the writer asked for.
+        expected: u64,
+        /// The log's next index.
+        found: u64,
+    },
+    /// Another writer took the log over; this one may not write again.
+    #[error("journal writer fenced: another writer holds the log")]
+    Fenced,
+    /// The state holds more of something than the limits opening it allow.
+    #[error("the journal holds {count} {limit}, more than the limit of {value}")]
+    LimitBelowState {
+        /// Which limit (`Limits` field).
+        limit: &'static str,
+        /// The limit given.
+        value: u64,
+        /// What the state holds (for ids never reused: how many were issued).
+        count: u64,
+    },
+    /// A limit above its cap.
+    #[error("limit {limit} = {value} exceeds its cap {cap}")]
+    LimitAboveCap {
+        /// Which limit.
+        limit: &'static str,
+        /// The limit given.
+        value: u64,
+        /// The cap.
+        cap: u64,
+    },
+    /// A vVol was created with an embedder's backend and no
     /// [`BackendProvider`] gave it back.
-    #[error("vVol {0} needs its backend from a BackendProvider")]
-    BackendRequired(VvolId),
-    /// An earlier write or sync failed, so the state in memory may be ahead
-    /// of the journal; reopen to continue.
+    #[error("vVol {vvol} needs its backend {key} from a BackendProvider")]
+    BackendRequired {
+        /// The vVol.
+        vvol: VvolId,
+        /// Its backend key.
+        key: BackendKey,
+    },
+    /// An earlier append or sync failed, so memory may be ahead of the
+    /// journal; reopen to continue.
     #[error("journal failed earlier; reopen the control plane")]
     Poisoned,
 }
 
-/// The journal attached to a durable [`ControlPlane`].
+/// Runtime of an attached journal: record tickets, group syncs and the
+/// order in which synced records are published to the router.
 #[derive(Debug)]
 pub(crate) struct Journal {
-    storage: Box<dyn JournalStorage>,
-    compact_every: u64,
-    max_record_bytes: usize,
-    skip_sync: bool,
-    since_snapshot: u64,
+    pub(crate) store: Box<dyn DurableStore>,
+    pub(crate) max_record_bytes: usize,
+    pub(crate) compact_every: u64,
+    pub(crate) skip_sync: bool,
+    inner: Mutex<Progress>,
+    cv: Condvar,
+}
+
+#[derive(Debug)]
+struct Progress {
+    next: u64,
+    synced: u64,
+    syncing: bool,
+    published: u64,
     poisoned: bool,
-    explicit: HashSet<VvolId>,
+    snapshot_index: u64,
 }
 
-pub(crate) fn put_limits(w: &mut Writer, l: &Limits) {
-    w.u8(JOURNAL_VERSION);
-    w.usize(l.max_bind_batch);
-    w.u32(l.max_arrays);
-    w.u32(l.max_containers);
-    w.u32(l.max_pes);
-    w.u32(l.max_hosts);
-    w.u32(l.max_vvols);
-    w.usize(l.event_window);
-    w.usize(l.max_name_len);
-}
-
-pub(crate) fn get_limits(r: &mut Reader<'_>) -> Result<Limits, JournalError> {
-    let version = r.u8()?;
-    if version != JOURNAL_VERSION {
-        return Err(JournalError::UnsupportedVersion(version));
-    }
-    let big = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
-    Ok(Limits::default()
-        .with_max_bind_batch(big(r.u64()?))
-        .with_max_arrays(r.u32()?)
-        .with_max_containers(r.u32()?)
-        .with_max_pes(r.u32()?)
-        .with_max_hosts(r.u32()?)
-        .with_max_vvols(r.u32()?)
-        .with_event_window(big(r.u64()?))
-        .with_max_name_len(big(r.u64()?)))
-}
-
-fn header(limits: &Limits) -> Vec<u8> {
-    let mut w = Writer::default();
-    w.u8(TAG_HEADER);
-    w.buf.extend_from_slice(MAGIC);
-    put_limits(&mut w, limits);
-    w.buf
-}
-
-impl ControlPlane {
-    /// Opens (or creates) a durable control plane journaled in the file at
-    /// `path`. Every acknowledged mutation is synced to the file before the
-    /// call returns; reopening rebuilds the same topology, bindings,
-    /// reference counts, free secondary ids, generations and event-id high
-    /// mark, and the router with them. Events before the reopen are not
-    /// kept: [`events_since`](Self::events_since) an older id answers
-    /// [`ControlError::LostEvent`]. vVol data is not journaled.
-    ///
-    /// # Errors
-    /// [`JournalError`]: I/O, corruption before the tail (a torn or corrupt
-    /// last record is dropped), other limits, a replay divergence, or a
-    /// vVol whose explicit backend no provider gives back.
-    ///
-    /// # Example
-    /// ```
-    /// use vvol::*;
-    ///
-    /// let dir = tempfile::tempdir().unwrap();
-    /// let path = dir.path().join("vasa.journal");
-    /// let plane = ControlPlane::open_durable(&path, Limits::default(), JournalOptions::default())?;
-    /// let array = plane.add_array(ArraySpec::new("array-a", 0x00_1a_2b))?;
-    /// drop(plane);
-    /// let plane = ControlPlane::open_durable(&path, Limits::default(), JournalOptions::default())?;
-    /// assert_eq!(plane.arrays(), vec![array]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn open_durable(
-        path: impl AsRef<Path>,
-        limits: Limits,
-        options: JournalOptions,
-    ) -> Result<Self, JournalError> {
-        Self::with_journal(Box::new(FileStorage::open(path)?), limits, options)
-    }
-
-    /// As [`open_durable`](Self::open_durable) over any [`JournalStorage`].
-    ///
-    /// # Errors
-    /// As [`open_durable`](Self::open_durable).
-    pub fn with_journal(
-        mut storage: Box<dyn JournalStorage>,
-        limits: Limits,
-        options: JournalOptions,
-    ) -> Result<Self, JournalError> {
-        let bytes = storage.read_all()?;
-        let frames = split(&bytes, options.max_record_bytes)?;
-        if frames.torn {
-            storage.truncate(frames.valid_end)?;
+impl Journal {
+    /// A journal whose log's next index is `next` (everything before it
+    /// durable and published).
+    pub(crate) fn new(
+        store: Box<dyn DurableStore>,
+        next: u64,
+        snapshot_index: u64,
+        max_record_bytes: usize,
+        compact_every: u64,
+        skip_sync: bool,
+    ) -> Self {
+        Self {
+            store,
+            max_record_bytes,
+            compact_every: compact_every.max(1),
+            skip_sync,
+            inner: Mutex::new(Progress {
+                next,
+                synced: next - 1,
+                syncing: false,
+                published: next - 1,
+                poisoned: false,
+                snapshot_index,
+            }),
+            cv: Condvar::new(),
         }
-        let policy = options.policy.unwrap_or_else(|| Box::new(FewestBindings));
-        let provider = options.backend_provider;
-        let mut records = frames.records.into_iter();
-        let (plane, mut explicit) = match records.next() {
-            None => {
-                storage.truncate(0)?;
-                storage.append(&frame(&header(&limits)))?;
-                storage.sync()?;
-                (Self::with_policy(limits, policy), HashSet::new())
-            }
-            Some((offset, payload)) => {
-                let mut r = Reader::new(payload);
-                match r.u8()? {
-                    TAG_HEADER => {
-                        let magic = r.u8s(MAGIC.len())?;
-                        if magic != MAGIC {
-                            return Err(JournalError::Corrupt {
-                                offset,
-                                reason: "not a vvol journal",
-                            });
-                        }
-                        let stored = get_limits(&mut r)?;
-                        r.finish()?;
-                        if stored != limits {
-                            return Err(JournalError::LimitsMismatch {
-                                stored: Box::new(stored),
-                                given: Box::new(limits),
-                            });
-                        }
-                        (Self::with_policy(limits, policy), HashSet::new())
-                    }
-                    TAG_SNAPSHOT => snapshot::restore(&mut r, limits, policy, provider.as_ref())?,
-                    _ => {
-                        return Err(JournalError::Corrupt {
-                            offset,
-                            reason: "journal does not start with a header or snapshot",
-                        });
-                    }
-                }
-            }
-        };
-        let mut since_snapshot = 0;
-        for (offset, payload) in records {
-            let mut r = Reader::new(payload);
-            if r.u8()? != TAG_OP {
-                return Err(JournalError::Corrupt {
-                    offset,
-                    reason: "a header or snapshot after the first record",
-                });
-            }
-            let op = Op::decode(&mut r).map_err(|e| match e {
-                JournalError::Corrupt { reason, .. } => JournalError::Corrupt { offset, reason },
-                other => other,
-            })?;
-            match &op {
-                Op::CreateVvol {
-                    id,
-                    explicit_backend: true,
-                    ..
-                } => {
-                    explicit.insert(*id);
-                }
-                Op::DeleteVvol(id) => {
-                    explicit.remove(id);
-                }
-                _ => {}
-            }
-            op.apply(&plane, provider.as_ref())?;
-            since_snapshot += 1;
-        }
-        {
-            let mut st = plane.lock();
-            let last = st.events.last_id().0;
-            st.events.resume(last);
-        }
-        let mut plane = plane;
-        plane.journal = Some(Mutex::new(Journal {
-            storage,
-            compact_every: options.compact_every.max(1),
-            max_record_bytes: options.max_record_bytes,
-            skip_sync: options.skip_sync,
-            since_snapshot,
-            poisoned: false,
-            explicit,
-        }));
-        if since_snapshot >= options.compact_every.max(1) {
-            let st = plane.lock();
-            plane.compact(&st)?;
-        }
-        Ok(plane)
     }
 
-    /// Whether this plane writes a journal.
-    #[must_use]
-    pub fn is_durable(&self) -> bool {
-        self.journal.is_some()
-    }
-
-    /// Compacts the journal into one snapshot record now.
-    ///
-    /// # Errors
-    /// [`JournalError`] (none when the plane has no journal).
-    pub fn compact_journal(&self) -> Result<(), JournalError> {
-        let st = self.lock();
-        self.compact(&st)
-    }
-
-    fn compact(&self, st: &State) -> Result<(), JournalError> {
-        let Some(journal) = &self.journal else {
-            return Ok(());
-        };
-        let mut j = journal.lock();
-        if j.poisoned {
+    /// Fails when poisoned or when `payload` is too large; changes nothing.
+    pub(crate) fn check(&self, payload: &[u8]) -> Result<(), JournalError> {
+        if self.inner.lock().poisoned {
             return Err(JournalError::Poisoned);
         }
-        let payload = snapshot::encode(self, st, &j.explicit);
-        j.since_snapshot = 0;
-        if payload.len() > j.max_record_bytes {
+        if payload.len() > self.max_record_bytes {
             return Err(JournalError::RecordTooLarge {
                 len: payload.len(),
-                max: j.max_record_bytes,
+                max: self.max_record_bytes,
             });
-        }
-        if let Err(e) = j.storage.replace(&frame(&payload)) {
-            j.poisoned = true;
-            return Err(e.into());
         }
         Ok(())
     }
 
-    /// Hook before a mutation: the framed record of `op`, or `None` when
-    /// the plane has no journal. Fails (changing nothing) when the journal
-    /// is poisoned or the record is too large.
-    #[inline]
-    pub(super) fn journal_begin(
-        &self,
-        op: impl FnOnce() -> Op,
-    ) -> Result<Option<Vec<u8>>, ControlError> {
-        let Some(journal) = &self.journal else {
-            return Ok(None);
-        };
-        let j = journal.lock();
-        if j.poisoned {
-            return Err(JournalError::Poisoned.into());
+    /// Appends a record (called under the plane's lock, so records are in
+    /// state order) and returns its index. A failed append poisons.
+    pub(crate) fn append(&self, payload: &[u8]) -> Result<u64, JournalError> {
+        let p = self.inner.lock();
+        if p.poisoned {
+            return Err(JournalError::Poisoned);
         }
-        let payload = op().encode();
-        if payload.len() > j.max_record_bytes {
-            return Err(JournalError::RecordTooLarge {
-                len: payload.len(),
-                max: j.max_record_bytes,
-            }
-            .into());
+        let index = p.next;
+        drop(p);
+        if let Err(e) = self.store.append(index, payload) {
+            self.poison();
+            return Err(e);
         }
-        Ok(Some(frame(&payload)))
+        let mut p = self.inner.lock();
+        p.next = index + 1;
+        Ok(index)
     }
 
-    /// Hook after a mutation, under the state lock: appends and syncs the
-    /// record, so the call is acknowledged only once it is durable; then
-    /// compacts when due. A failed write or sync poisons the journal.
-    #[inline]
-    pub(super) fn journal_commit(
-        &self,
-        st: &State,
-        record: Option<Vec<u8>>,
-    ) -> Result<(), ControlError> {
-        let (Some(record), Some(journal)) = (record, &self.journal) else {
-            return Ok(());
-        };
-        let due = {
-            let mut j = journal.lock();
-            track_explicit(&mut j, &record);
-            let written = j.storage.append(&record).and_then(|()| {
-                if j.skip_sync {
-                    Ok(())
-                } else {
-                    j.storage.sync()
+    pub(crate) fn poison(&self) {
+        self.inner.lock().poisoned = true;
+        self.cv.notify_all();
+    }
+
+    /// Waits until record `index` is durable; one caller syncs for every
+    /// record appended so far while the others wait (group commit).
+    pub(crate) fn sync_through(&self, index: u64) -> Result<(), JournalError> {
+        let mut p = self.inner.lock();
+        loop {
+            if p.poisoned {
+                return Err(JournalError::Poisoned);
+            }
+            if p.synced >= index {
+                return Ok(());
+            }
+            if p.syncing {
+                self.cv.wait(&mut p);
+                continue;
+            }
+            p.syncing = true;
+            let target = p.next - 1;
+            drop(p);
+            let result = if self.skip_sync {
+                Ok(())
+            } else {
+                self.store.sync(target)
+            };
+            p = self.inner.lock();
+            p.syncing = false;
+            match result {
+                Ok(()) => p.synced = p.synced.max(target),
+                Err(e) => {
+                    p.poisoned = true;
+                    self.cv.notify_all();
+                    return Err(e);
                 }
-            });
-            if let Err(e) = written {
-                j.poisoned = true;
-                return Err(JournalError::Io(e).into());
             }
-            j.since_snapshot += 1;
-            j.since_snapshot >= j.compact_every
-        };
-        if due {
-            // The record is durable: a failed compaction leaves the journal
-            // as it was (an oversized snapshot is skipped until next time).
-            let _ = self.compact(st);
+            self.cv.notify_all();
         }
-        Ok(())
     }
-}
 
-/// Keeps the set of vVols with explicit backends current from the records.
-fn track_explicit(j: &mut Journal, record: &[u8]) {
-    let payload = &record[codec::FRAME_HEADER..];
-    // Only vVol creation and deletion matter; skip decoding anything else.
-    if payload.first() != Some(&TAG_OP) || !matches!(payload.get(1), Some(8 | 9)) {
-        return;
+    /// Runs `publish` for record `index` once every earlier record was
+    /// published (so the router sees changes in log order); skips it when
+    /// `durable` is false. Always advances the turn.
+    pub(crate) fn publish_in_order(&self, index: u64, durable: bool, publish: impl FnOnce()) {
+        let mut p = self.inner.lock();
+        while p.published + 1 < index {
+            self.cv.wait(&mut p);
+        }
+        if durable && !p.poisoned {
+            publish();
+        }
+        p.published = p.published.max(index);
+        drop(p);
+        self.cv.notify_all();
     }
-    let mut r = Reader::new(&payload[1..]);
-    match Op::decode(&mut r) {
-        Ok(Op::CreateVvol {
-            id,
-            explicit_backend: true,
-            ..
-        }) => {
-            j.explicit.insert(id);
+
+    /// Whether a compaction is due.
+    pub(crate) fn compaction_due(&self) -> bool {
+        let p = self.inner.lock();
+        !p.poisoned && p.next - 1 - p.snapshot_index >= self.compact_every
+    }
+
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.inner.lock().poisoned
+    }
+
+    /// Writes `snapshot` (of the state after record `index`) in chunks.
+    pub(crate) fn write_snapshot(&self, index: u64, bytes: &[u8]) -> Result<(), JournalError> {
+        if self.is_poisoned() {
+            return Err(JournalError::Poisoned);
         }
-        Ok(Op::DeleteVvol(id)) => {
-            j.explicit.remove(&id);
+        let chunks: Vec<&[u8]> = bytes.chunks(SNAPSHOT_CHUNK_BYTES).collect();
+        match self.store.write_snapshot(index, &chunks) {
+            Ok(()) => {
+                let mut p = self.inner.lock();
+                p.snapshot_index = p.snapshot_index.max(index);
+                Ok(())
+            }
+            Err(e @ (JournalError::RecordTooLarge { .. } | JournalError::Corrupt { .. })) => Err(e),
+            Err(e) => {
+                self.poison();
+                Err(e)
+            }
         }
-        _ => {}
     }
 }

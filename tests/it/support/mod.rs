@@ -87,3 +87,22 @@ impl BlockBackend for MinimalBackend {
         Ok(())
     }
 }
+
+/// Creates a vVol of `spec` on the caller's `backend`, journalled under the
+/// backend key `key`.
+pub(crate) fn create_on(
+    plane: &vvol::ControlPlane,
+    container: vvol::ContainerId,
+    spec: vvol::VvolSpec,
+    backend: std::sync::Arc<dyn vvol::BlockBackend>,
+    key: &str,
+) -> vvol::VvolId {
+    plane
+        .create_vvol_with_backend(
+            container,
+            spec,
+            backend,
+            vvol::BackendKey::new(key).unwrap(),
+        )
+        .unwrap()
+}
