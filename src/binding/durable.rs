@@ -359,6 +359,17 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Sets the provider that gives back the backends of vVols created
+    /// with a [`BackendKey`](crate::BackendKey) when records from another
+    /// writer's log create them ([`apply_records`](Self::apply_records) on
+    /// a follower). A durable plane gets its provider from
+    /// [`JournalOptions::with_backend_provider`].
+    #[must_use]
+    pub fn with_backend_provider(mut self, provider: Arc<dyn BackendProvider>) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
     /// Index of the last journal record this plane applied (0: none).
     #[must_use]
     pub fn applied_index(&self) -> u64 {

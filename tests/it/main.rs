@@ -15,6 +15,7 @@ mod model;
 mod nbd;
 #[cfg(all(feature = "nbd", feature = "interop"))]
 mod nbd_interop;
+mod reopen;
 mod routing;
 #[cfg(all(feature = "scsi", feature = "interop"))]
 mod scsi_interop;
