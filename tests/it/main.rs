@@ -7,14 +7,17 @@ mod concurrency;
 mod control_plane;
 mod control_plane_model;
 mod faults;
+mod identity;
 mod isolation;
 mod journal;
+mod journal_lock;
 mod limits;
 mod model;
 #[cfg(feature = "nbd")]
 mod nbd;
 #[cfg(all(feature = "nbd", feature = "interop"))]
 mod nbd_interop;
+mod policy;
 mod reopen;
 mod routing;
 #[cfg(all(feature = "scsi", feature = "interop"))]
