@@ -694,3 +694,74 @@ fn same_seed_gives_same_ids() {
         ta.vms[0].config
     );
 }
+
+#[test]
+fn rebind_moves_handles_off_a_failed_pe_and_keeps_those_it_cannot_move() {
+    let (plane, topo) = quickstart().unwrap();
+    let (h, vm) = (topo.hosts[0], &topo.vms[0]);
+    let router = plane.router();
+    let handles: Vec<vvol::BindHandle> = plane
+        .bind(h, &vm.vvols(), BindContext::Normal)
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    for (i, handle) in handles.iter().enumerate() {
+        router
+            .write(h, *handle, 0, &[i as u8 + 1; 512], true)
+            .unwrap();
+    }
+    let failed = handles[0].pe;
+    plane.fail_pe(failed).unwrap();
+    // A handle the host never held answers per item; the others move.
+    let stale = vvol::BindHandle {
+        generation: vvol::Generation(handles[0].generation.0 + 1),
+        ..handles[0]
+    };
+    let res = plane.rebind(h, &[handles[0], stale]).unwrap();
+    assert!(
+        matches!(res[1], Err(ControlError::HandleNotFound { .. })),
+        "{:?}",
+        res[1]
+    );
+    let moved = *res[0].as_ref().unwrap();
+    assert_ne!(moved.pe, failed);
+    let mut block = [0u8; 512];
+    router.read(h, moved, 0, &mut block).unwrap();
+    assert_eq!(block, [1u8; 512], "the new handle reaches the same vVol");
+    assert!(
+        router.read(h, handles[0], 0, &mut block).is_err(),
+        "RebindEnd released the old one"
+    );
+    assert!(
+        plane
+            .bindings_for_host(h)
+            .unwrap()
+            .iter()
+            .all(|b| b.handle.pe != failed)
+    );
+    // A host that sees only the failed PE has nowhere to go: it keeps its
+    // handle, and the binding stays for when the PE is restored.
+    let lonely = plane.add_host("lonely").unwrap();
+    plane.restore_pe(failed).unwrap();
+    plane.set_pe_context(lonely, &[failed]).unwrap();
+    let kept = bind_one(&plane, lonely, vm.data, BindContext::Normal);
+    plane.fail_pe(failed).unwrap();
+    let res = plane.rebind(lonely, &[kept]).unwrap();
+    assert!(
+        matches!(res[0], Err(ControlError::NoEligiblePe { .. })),
+        "{:?}",
+        res[0]
+    );
+    let held: Vec<_> = plane
+        .bindings_for_host(lonely)
+        .unwrap()
+        .iter()
+        .map(|b| b.handle)
+        .collect();
+    assert_eq!(held, [kept]);
+    plane.restore_pe(failed).unwrap();
+    router.read(lonely, kept, 0, &mut block).unwrap();
+    assert_eq!(block, [2u8; 512]);
+    plane.check_invariants();
+}

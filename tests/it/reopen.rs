@@ -444,3 +444,54 @@ fn a_fenced_writer_changes_nothing_and_stays_failed() {
     reader.apply_records(&records).unwrap();
     assert_eq!(fingerprint(&reader), before);
 }
+
+/// A sync that fails poisons the plane: the call fails typed, every later
+/// call fails typed, and a reopen finds the failed call wholly present or
+/// wholly absent, whichever bytes survived.
+#[test]
+fn a_failed_sync_poisons_the_plane_and_reopen_sees_all_or_nothing() {
+    for keep_unsynced in [false, true] {
+        let w = World::new();
+        let host = w.hosts[0];
+        w.plane
+            .bind(host, &w.vvols[..1], BindContext::Normal)
+            .unwrap();
+        let before = fingerprint(&w.plane);
+        w.mem.fail_sync_after(0);
+        let err = w
+            .plane
+            .bind(host, &w.vvols[1..4], BindContext::Normal)
+            .unwrap_err();
+        assert!(
+            matches!(err, ControlError::Journal(JournalError::Io(_))),
+            "{err}"
+        );
+        assert!(matches!(
+            w.plane.add_host("esx-99"),
+            Err(ControlError::Journal(_))
+        ));
+        assert!(matches!(
+            w.plane.unbind_all_from_host(host),
+            Err(ControlError::Journal(_))
+        ));
+        let image = if keep_unsynced {
+            w.mem.bytes()
+        } else {
+            w.mem.power_cut(0, None)
+        };
+        drop(w.plane);
+        let reopened = ControlPlane::with_store(
+            Box::new(MemStore::from_bytes(image)),
+            limits(),
+            options(&w.disks),
+        )
+        .unwrap();
+        let held = reopened.bindings_for_host(host).unwrap().len();
+        if keep_unsynced {
+            assert_eq!(held, 4, "the whole batch survived with its bytes");
+        } else {
+            assert_eq!(fingerprint(&reopened), before, "the batch is wholly absent");
+        }
+        reopened.check_invariants();
+    }
+}
