@@ -2,34 +2,10 @@
 
 use super::JournalError;
 
-/// CRC32C (Castagnoli, reflected 0x82F63B78), table-driven.
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                (c >> 1) ^ 0x82F6_3B78
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
-
-/// The CRC32C of `bytes`.
+/// The CRC32C (Castagnoli) of `bytes`, as iSCSI and ext4 compute it
+/// (hardware-accelerated where the CPU has it).
 pub(crate) fn crc32c(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc = CRC_TABLE[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8);
-    }
-    !crc
+    ::crc32c::crc32c(bytes)
 }
 
 /// Bytes of a frame header: payload length and CRC32C, little endian.
