@@ -495,3 +495,44 @@ fn a_failed_sync_poisons_the_plane_and_reopen_sees_all_or_nothing() {
         reopened.check_invariants();
     }
 }
+
+/// The store's append is conditional on the log's position, as a
+/// replicated store's compare-and-swap is; a follower refuses records out
+/// of order.
+#[test]
+fn appends_and_applies_are_conditional_on_the_log_position() {
+    let w = World::new();
+    let info = w.mem.load().unwrap();
+    let next = info.next_index;
+    assert!(next > 1, "the topology was journaled");
+    for wrong in [next - 1, next + 1] {
+        match w.mem.append(wrong, b"x") {
+            Err(JournalError::Conflict { expected, found }) => {
+                assert_eq!((expected, found), (wrong, next));
+            }
+            other => panic!("append at {wrong} (next {next}): {other:?}"),
+        }
+    }
+    let records = w.mem.read_from(1, usize::MAX).unwrap();
+    let follower = ControlPlane::new(limits())
+        .with_backend_provider(Arc::clone(&w.disks) as Arc<dyn BackendProvider>);
+    // Skipping a record is refused and applies nothing.
+    assert!(matches!(
+        follower.apply_records(&records[1..]),
+        Err(JournalError::Conflict { expected: 2, found: 1 })
+    ));
+    assert_eq!(follower.applied_index(), 0);
+    follower.apply_records(&records[..2]).unwrap();
+    // Applying a record twice is refused too.
+    assert!(matches!(
+        follower.apply_records(&records[1..2]),
+        Err(JournalError::Conflict { expected: 2, found: 3 })
+    ));
+    follower.apply_records(&records[2..]).unwrap();
+    assert_eq!(fingerprint(&follower), fingerprint(&w.plane));
+    // A durable plane is a writer, not a follower.
+    assert!(matches!(
+        w.plane.apply_records(&records[..1]),
+        Err(JournalError::Conflict { .. })
+    ));
+}
