@@ -10,7 +10,12 @@ use super::target::{CmdResult, Ctx, Lu};
 pub(crate) struct CommandInfo {
     pub(crate) opcode: u8,
     pub(crate) service_action: Option<u16>,
-    /// CDB usage data: the opcode, then a mask of the bits the target reads.
+    /// CDB usage data (SPC-5 6.35.3, one_command parameter data): the
+    /// opcode, then a mask of the bits the target evaluates, with the
+    /// service action code itself in the SERVICE ACTION field's position.
+    /// Protection fields (RDPROTECT, WRPROTECT) and ANCHOR are refused when
+    /// non-zero, so their bits are clear; DPO and FUA are set wherever MODE
+    /// SENSE reports DPOFUA=1.
     pub(crate) usage: &'static [u8],
     /// Only SLUs support it (media access).
     pub(crate) slu_only: bool,
@@ -66,13 +71,13 @@ pub(crate) const COMMANDS: &[CommandInfo] = &[
         op::READ_10,
         None,
         true,
-        [0x28, 0xE8, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0x04]
+        [0x28, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0x04]
     ),
     cmd!(
         op::WRITE_10,
         None,
         true,
-        [0x2A, 0xE8, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0x04]
+        [0x2A, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0x04]
     ),
     cmd!(
         op::SYNCHRONIZE_CACHE_10,
@@ -103,7 +108,7 @@ pub(crate) const COMMANDS: &[CommandInfo] = &[
         None,
         true,
         [
-            0x88, 0xE8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0,
+            0x88, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0,
             0x04
         ]
     ),
@@ -112,7 +117,7 @@ pub(crate) const COMMANDS: &[CommandInfo] = &[
         None,
         true,
         [
-            0x89, 0xE8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0, 0x04
+            0x89, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0, 0x04
         ]
     ),
     cmd!(
@@ -120,7 +125,7 @@ pub(crate) const COMMANDS: &[CommandInfo] = &[
         None,
         true,
         [
-            0x8A, 0xE8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0,
+            0x8A, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0,
             0x04
         ]
     ),
@@ -138,7 +143,7 @@ pub(crate) const COMMANDS: &[CommandInfo] = &[
         None,
         true,
         [
-            0x93, 0xF9, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0,
+            0x93, 0x09, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0,
             0x04
         ]
     ),
@@ -147,7 +152,7 @@ pub(crate) const COMMANDS: &[CommandInfo] = &[
         Some(op::SA_READ_CAPACITY_16),
         false,
         [
-            0x9E, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x04
+            0x9E, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x04
         ]
     ),
     cmd!(
@@ -155,7 +160,7 @@ pub(crate) const COMMANDS: &[CommandInfo] = &[
         Some(op::SA_GET_LBA_STATUS),
         true,
         [
-            0x9E, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0,
+            0x9E, 0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0,
             0x04
         ]
     ),
@@ -169,14 +174,14 @@ pub(crate) const COMMANDS: &[CommandInfo] = &[
         op::MAINTENANCE_IN,
         Some(op::SA_REPORT_TARGET_PORT_GROUPS),
         false,
-        [0xA3, 0xFF, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x04]
+        [0xA3, 0xEA, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x04]
     ),
     cmd!(
         op::MAINTENANCE_IN,
         Some(op::SA_REPORT_SUPPORTED_OPCODES),
         false,
         [
-            0xA3, 0x1F, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x04
+            0xA3, 0x0C, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x04
         ]
     ),
 ];
@@ -263,4 +268,31 @@ pub(crate) fn report_supported_opcodes(ctx: &Ctx<'_>) -> CmdResult {
     }
     out.truncate(alloc);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_data_carries_the_service_action_where_the_cdb_has_it() {
+        for c in COMMANDS {
+            assert_eq!(c.usage[0], c.opcode);
+            assert_eq!(
+                c.usage.last(),
+                Some(&0x04),
+                "{:#04x}: CONTROL byte",
+                c.opcode
+            );
+            if let Some(sa) = c.service_action {
+                // 9Eh and A3h keep the service action in byte 1, bits 4-0.
+                assert_eq!(
+                    u16::from(c.usage[1] & 0x1F),
+                    sa,
+                    "{:#04x}/{sa:#x}",
+                    c.opcode
+                );
+            }
+        }
+    }
 }

@@ -519,14 +519,20 @@ fn appends_and_applies_are_conditional_on_the_log_position() {
     // Skipping a record is refused and applies nothing.
     assert!(matches!(
         follower.apply_records(&records[1..]),
-        Err(JournalError::Conflict { expected: 2, found: 1 })
+        Err(JournalError::Conflict {
+            expected: 2,
+            found: 1
+        })
     ));
     assert_eq!(follower.applied_index(), 0);
     follower.apply_records(&records[..2]).unwrap();
     // Applying a record twice is refused too.
     assert!(matches!(
         follower.apply_records(&records[1..2]),
-        Err(JournalError::Conflict { expected: 2, found: 3 })
+        Err(JournalError::Conflict {
+            expected: 2,
+            found: 3
+        })
     ));
     follower.apply_records(&records[2..]).unwrap();
     assert_eq!(fingerprint(&follower), fingerprint(&w.plane));

@@ -731,6 +731,42 @@ fn report_supported_operation_codes() {
     assert_eq!(good(&f.run(0, slu, &with_sa, &[]))[1], 3);
     let wrong = [0xA3, 0x0C, 0x01, 0x9E, 0, 0, 0, 0, 0, 64, 0, 0];
     check(&f.run(0, slu, &wrong, &[]), (5, 0x24, 0));
+    // One command's usage data as libiscsi's *.DpoFua tests read it: the
+    // service action in its field, DPO and FUA wherever MODE SENSE says
+    // DPOFUA=1 (SPC-5 6.35.3; SBC-4 6.5.1).
+    let usage = |opcode: u8, sa: u16| {
+        let mut cdb = [0xA3, 0x0C, 0x03, opcode, 0, 0, 0, 0, 0, 64, 0, 0];
+        cdb[4..6].copy_from_slice(&sa.to_be_bytes());
+        let d = good(&f.run(0, slu, &cdb, &[])).to_vec();
+        assert_eq!(d[1] & 0x07, 3, "{opcode:#x}/{sa:#x} supported");
+        let n = usize::from(u16::from_be_bytes([d[2], d[3]]));
+        d[4..4 + n].to_vec()
+    };
+    let sense6 = [0x1A, 0x08, 0x3F, 0, 64, 0];
+    let dpofua = good(&f.run(0, slu, &sense6, &[]))[2] & 0x10 != 0;
+    assert!(dpofua, "MODE SENSE reports DPOFUA=1");
+    for opcode in [0x28, 0x2A, 0x88, 0x8A, 0x89] {
+        assert_eq!(usage(opcode, 0)[1] & 0x18, 0x18, "{opcode:#x}: DPO and FUA");
+        assert_eq!(usage(opcode, 0)[1] & 0xE0, 0, "{opcode:#x}: no protection");
+    }
+    assert_eq!(usage(0x9E, 0x10)[1], 0x10, "READ CAPACITY(16)");
+    assert_eq!(usage(0x9E, 0x12)[1], 0x12, "GET LBA STATUS");
+    assert_eq!(usage(0xA3, 0x0A)[1], 0xEA, "REPORT TARGET PORT GROUPS");
+    assert_eq!(
+        usage(0xA3, 0x0C)[1],
+        0x0C,
+        "REPORT SUPPORTED OPERATION CODES"
+    );
+    assert_eq!(
+        usage(0x93, 0)[1],
+        0x09,
+        "WRITE SAME(16): UNMAP and NDOB only"
+    );
+    // DPO is accepted (and needs nothing: the target keeps no cache to
+    // evict), so the usage data does not lie.
+    let mut dpo = read10(0, 1);
+    dpo[1] |= 0x10;
+    good(&f.run(0, slu, &dpo, &[]));
     let mut timeouts = all;
     timeouts[2] = 0x80;
     let d = good(&f.run(0, slu, &timeouts, &[])).to_vec();
