@@ -231,11 +231,15 @@ pub(crate) fn unmap(ctx: &Ctx<'_>) -> CmdResult {
         return Err(Sense::parameter_list_length_error().into());
     }
     let mut ranges = Vec::with_capacity(count);
+    // SBC-4 5.32.1: MAXIMUM UNMAP LBA COUNT bounds the sum over every
+    // descriptor of the command, checked before anything is unmapped.
+    let mut total = 0u64;
     for i in 0..count {
         let at = 8 + 16 * i;
         let lba = be_at(data, at, 8);
         let n = be_at(data, at + 8, 4);
-        if n > u64::from(MAX_UNMAP_BLOCKS) {
+        total += n;
+        if total > u64::from(MAX_UNMAP_BLOCKS) {
             return Err(Sense::invalid_field_in_parameter_list((at + 8) as u16, None).into());
         }
         check_lba(&s, lba, n)?;
@@ -263,6 +267,29 @@ pub(crate) fn unmap(ctx: &Ctx<'_>) -> CmdResult {
     Ok(Vec::new())
 }
 
+/// Appends the extent (`start`, `blocks`) as LBA status descriptors, split
+/// into pieces of at most 2^32-1 blocks (the descriptor's 32-bit count),
+/// so the descriptors describe every LBA in order without a gap (SBC-4
+/// 5.8.2). Returns false once `max` descriptors are reached.
+fn push_extent(
+    out: &mut Vec<(u64, u64, u8)>,
+    mut start: u64,
+    mut blocks: u64,
+    status: u8,
+    max: usize,
+) -> bool {
+    while blocks > 0 {
+        if out.len() >= max {
+            return false;
+        }
+        let n = blocks.min(u64::from(u32::MAX));
+        out.push((start, n, status));
+        start += n;
+        blocks -= n;
+    }
+    out.len() < max
+}
+
 /// GET LBA STATUS (SERVICE ACTION IN(16) 12h), from the router's
 /// allocation query.
 pub(crate) fn get_lba_status(ctx: &Ctx<'_>) -> CmdResult {
@@ -283,18 +310,28 @@ pub(crate) fn get_lba_status(ctx: &Ctx<'_>) -> CmdResult {
         .allocation(ctx.nexus.host, s.handle, lba * bs, (total - lba) * bs)
     {
         Ok(extents) => {
-            for e in extents.iter().take(max_descriptors) {
+            for e in &extents {
                 let status = match e.state {
                     AllocationState::Zero => 1,
                     _ => 0,
                 };
-                descriptors.push((e.offset / bs, (e.len / bs).min(u64::from(u32::MAX)), status));
+                if !push_extent(
+                    &mut descriptors,
+                    e.offset / bs,
+                    e.len / bs,
+                    status,
+                    max_descriptors,
+                ) {
+                    break;
+                }
             }
         }
         Err(RouteError::Backend {
             source: BackendError::Unsupported { .. },
             ..
-        }) => descriptors.push((lba, (total - lba).min(u64::from(u32::MAX)), 0)),
+        }) => {
+            push_extent(&mut descriptors, lba, total - lba, 0, max_descriptors);
+        }
         Err(e) => return Err(ctx.route(e, false)),
     }
     let mut out = vec![0u8; 8];

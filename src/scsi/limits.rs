@@ -5,8 +5,8 @@
 pub const MAX_TRANSFER_BYTES: u64 = 8 << 20;
 /// Largest COMPARE AND WRITE in logical blocks (VPD B0h).
 pub const MAX_COMPARE_AND_WRITE_BLOCKS: u32 = 64;
-/// Largest number of blocks one UNMAP block descriptor may name (VPD B0h
-/// MAXIMUM UNMAP LBA COUNT).
+/// Largest number of blocks one UNMAP command may name, summed over its
+/// block descriptors (VPD B0h MAXIMUM UNMAP LBA COUNT).
 pub const MAX_UNMAP_BLOCKS: u32 = 1 << 22;
 /// Most block descriptors in one UNMAP parameter list (VPD B0h).
 pub const MAX_UNMAP_DESCRIPTORS: u32 = 256;

@@ -942,3 +942,108 @@ fn extended_flat_space_slus_on_a_wide_pe() {
     // The first PE left the hosts' context: its ALU is gone for them.
     assert_eq!(good(&f.run(0, f.alu(), &INQUIRY, &[]))[0], 0x7F);
 }
+
+fn unmap_list(ranges: &[(u64, u32)]) -> Vec<u8> {
+    let bd = (ranges.len() * 16) as u16;
+    let mut list = Vec::new();
+    list.extend_from_slice(&(bd + 6).to_be_bytes());
+    list.extend_from_slice(&bd.to_be_bytes());
+    list.extend_from_slice(&[0; 4]);
+    for (lba, n) in ranges {
+        list.extend_from_slice(&lba.to_be_bytes());
+        list.extend_from_slice(&n.to_be_bytes());
+        list.extend_from_slice(&[0; 4]);
+    }
+    list
+}
+
+/// SBC-4 5.32.1: MAXIMUM UNMAP LBA COUNT bounds the whole command (review
+/// S7); a refused UNMAP unmaps nothing.
+#[test]
+fn unmap_limit_applies_to_the_sum_of_the_descriptors() {
+    let f = Fixture::new();
+    let v = f.vvol(8 << 10);
+    let (_, slu) = f.bind(0, v);
+    f.ready(0);
+    let max = vvol::scsi::limits::MAX_UNMAP_BLOCKS;
+    let half = u64::from(max / 2);
+    for lba in [0, 2 * half] {
+        good(&f.run(0, slu, &rw16(0x8A, lba, 1), &[0xAB; 512]));
+    }
+    let unmap = |list: &[u8]| {
+        let mut cdb = [0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        cdb[7..9].copy_from_slice(&(list.len() as u16).to_be_bytes());
+        f.run(0, slu, &cdb, list)
+    };
+    // Each descriptor within the limit, their sum over it.
+    let over = unmap_list(&[(0, max), (2 * half, 1)]);
+    check(&unmap(&over), (5, 0x26, 0));
+    for lba in [0, 2 * half] {
+        assert_eq!(
+            good(&f.run(0, slu, &rw16(0x88, lba, 1), &[])),
+            &[0xAB; 512][..]
+        );
+    }
+    // Exactly the limit is fine.
+    let at = unmap_list(&[(0, max - 1), (2 * half, 1)]);
+    good(&unmap(&at));
+    for lba in [0, 2 * half] {
+        assert_eq!(
+            good(&f.run(0, slu, &rw16(0x88, lba, 1), &[])),
+            &[0; 512][..]
+        );
+    }
+}
+
+/// SBC-4 5.8.2: LBA status descriptors describe consecutive extents from
+/// the requested LBA on; an extent over 2^32-1 blocks is split, never
+/// clipped into a gap (review S8).
+#[test]
+fn get_lba_status_splits_long_extents_without_a_gap() {
+    let plane = Arc::new(ControlPlane::new(Limits::default()));
+    let array = plane.add_array(ArraySpec::new("a", COMPANY)).unwrap();
+    let container = plane
+        .add_container(array, ContainerSpec::new("c", Protocol::Scsi, 1 << 44))
+        .unwrap();
+    let naa = Naa::from_parts(COMPANY, 0x5EED, 1).unwrap();
+    let pe = plane.add_pe(array, PeSpec::scsi(naa, PE_LUN)).unwrap();
+    let host = plane.add_host("h1").unwrap();
+    plane.set_pe_context(host, &[pe]).unwrap();
+    let v = plane
+        .create_vvol(container, VvolSpec::new(VvolType::Data, 3 << 40))
+        .unwrap();
+    let handle = bind_one(&plane, host, v, BindContext::Normal);
+    let target = ScsiTarget::new(Arc::clone(&plane), array).unwrap();
+    let slu = target.lun_of(handle).unwrap();
+    let nexus = ItNexus::new(host, 1);
+    let _ = target.execute(nexus, slu, &[0; 6], &[]); // power-on UA
+    let blocks: u64 = (3 << 40) / 512;
+    let last = blocks - 1;
+    let r = target.execute(nexus, slu, &rw16(0x8A, last, 1), &[0xCD; 512]);
+    good(&r);
+    let mut cdb = rw16(0x9E, 0, 8 + 16 * 16);
+    cdb[1] = 0x12;
+    let d = good(&target.execute(nexus, slu, &cdb, &[])).to_vec();
+    let len = u32::from_be_bytes(d[..4].try_into().unwrap()) as usize;
+    let descs: Vec<(u64, u64, u8)> = d[8..4 + len]
+        .chunks(16)
+        .map(|c| {
+            let lba = u64::from_be_bytes(c[..8].try_into().unwrap());
+            let n = u64::from(u32::from_be_bytes(c[8..12].try_into().unwrap()));
+            (lba, n, c[12] & 0x0F)
+        })
+        .collect();
+    let mut next = 0;
+    for (lba, n, _) in &descs {
+        assert_eq!(*lba, next, "a gap before {lba:#x}: {descs:x?}");
+        next = lba + n;
+    }
+    assert_eq!(next, blocks, "the descriptors reach the end: {descs:x?}");
+    let (lba, n, status) = *descs.last().unwrap();
+    assert_eq!(
+        (lba + n - 1, status),
+        (last, 0),
+        "the written block is mapped"
+    );
+    assert!(descs[..descs.len() - 1].iter().all(|d| d.2 == 1));
+}
