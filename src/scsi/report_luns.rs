@@ -21,7 +21,10 @@ use super::lun::{Lun, REPORT_LUNS_WLUN};
 use super::sense::SenseKey;
 use super::target::{CmdResult, Ctx, Lu, PeInfo};
 
-/// Smallest allocation length SPC-5 allows for REPORT LUNS.
+/// The allocation length SPC-5 asks REPORT LUNS initiators to give at
+/// least ("should"): one header and one LUN. A shorter one is not an
+/// error since SPC-4 r37 (only SPC-3 devices refuse it); the data is
+/// truncated like any other, and the host is not counted as told.
 pub const MIN_REPORT_LUNS_ALLOCATION: u64 = 16;
 
 /// The ALUs `ctx`'s nexus sees, with their index.
@@ -71,9 +74,6 @@ pub(crate) fn report_luns(ctx: &Ctx<'_>) -> CmdResult {
     }
     let select = cdb.u8(2);
     let alloc = cdb.be(6, 4);
-    if alloc < MIN_REPORT_LUNS_ALLOCATION {
-        return Err(Sense::invalid_field_in_cdb(6, None).into());
-    }
     let top = ctx.lun.is_zero() || matches!(ctx.lu, Lu::ReportLunsWlun);
     let mut luns = Vec::new();
     let mut baseline = None;
@@ -106,7 +106,9 @@ pub(crate) fn report_luns(ctx: &Ctx<'_>) -> CmdResult {
     }
     luns.sort_unstable();
     luns.dedup();
-    if let Some(pes) = baseline {
+    // Only a host that received the whole list was told the inventory.
+    let whole = 8 + 8 * luns.len() as u64 <= alloc;
+    if let (Some(pes), true) = (baseline, whole) {
         ctx.state.baseline(ctx.target, ctx.nexus, pes);
     }
     let mut out = Vec::with_capacity(8 + 8 * luns.len());

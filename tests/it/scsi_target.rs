@@ -333,7 +333,10 @@ fn report_luns_select_report_values() {
     let mut short = report_luns(0);
     short[8] = 0;
     short[9] = 15;
-    check(&f.run(0, zero, &short, &[]), (5, 0x24, 0));
+    // Truncated, not refused (SPC-4 r37 and later); the full LIST LENGTH
+    // tells the host how much to ask for.
+    let d = good(&f.run(0, zero, &short, &[])).to_vec();
+    assert_eq!((d.len(), &d[..4]), (15, &16u32.to_be_bytes()[..]));
     // LUN 0 has no LU here: INQUIRY says so, TUR is refused, REPORT LUNS works.
     assert_eq!(good(&f.run(0, zero, &INQUIRY, &[]))[0], 0x7F);
     check(&f.run(0, zero, &[0; 6], &[]), (5, 0x25, 0));
@@ -436,7 +439,26 @@ fn unit_attentions_for_bind_resize_and_alua() {
         .unwrap();
     check(&f.run(0, slu, &[0; 6], &[]), (6, 0x3F, 0x0E));
     good(&f.run(0, slu, &[0; 6], &[]));
-    // REPORT LUNS tells the host, so no UA follows.
+    // REPORT LUNS tells the host, so no UA follows; a list cut short by
+    // the allocation length told it nothing.
+    let (_, _) = f.bind(0, v2);
+    let mut short = report_luns(0x12);
+    short[6..10].copy_from_slice(&16u32.to_be_bytes());
+    good(&f.run(0, f.alu(), &short, &[]));
+    check(&f.run(0, f.alu(), &[0; 6], &[]), (6, 0x3F, 0x0E));
+    f.plane
+        .unbind(
+            f.hosts[0],
+            f.plane
+                .bindings_for_host(f.hosts[0])
+                .unwrap()
+                .iter()
+                .find(|b| b.vvol == v2)
+                .unwrap()
+                .handle,
+            UnbindContext::Normal,
+        )
+        .unwrap();
     let (_, _) = f.bind(0, v2);
     good(&f.run(0, f.alu(), &report_luns(0x12), &[]));
     good(&f.run(0, f.alu(), &[0; 6], &[]));
