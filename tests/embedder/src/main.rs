@@ -461,7 +461,7 @@ impl fmt::Debug for Check {
 }
 
 fn main() -> ExitCode {
-    let mut checks = vec![
+    let checks = [
         Check("two planes mint different vVol ids", distinct_ids),
         Check("a second open_durable is Locked", journal_locked),
         Check(
@@ -470,12 +470,12 @@ fn main() -> ExitCode {
         ),
         Check("a restored PE serves new binds", fail_and_restore),
         Check("a panicking policy binds nothing", panicking_policy),
+        #[cfg(feature = "transports")]
+        Check(
+            "the SCSI target reads the embedder's disk",
+            scsi_reads_the_disk,
+        ),
     ];
-    #[cfg(feature = "transports")]
-    checks.push(Check(
-        "the SCSI target reads the embedder's disk",
-        scsi_reads_the_disk,
-    ));
 
     let mut failed = 0;
     for Check(name, check) in &checks {
