@@ -105,3 +105,8 @@ pub use model::{
 #[doc(hidden)]
 pub use router::slot as loom_slot;
 pub use router::{IoStats, PeStats, Resolved, RouteError, Router, SLOT_CHUNK, VvolStats};
+
+/// The README's Rust code blocks, run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -6,6 +6,8 @@ mod backend_conformance;
 mod concurrency;
 mod control_plane;
 mod control_plane_model;
+// Its tests go through the SCSI target and the NBD gateway.
+#[cfg(any(feature = "scsi", feature = "nbd"))]
 mod faults;
 mod identity;
 mod isolation;
