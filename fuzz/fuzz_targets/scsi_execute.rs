@@ -14,7 +14,9 @@ fn target() -> &'static (ScsiTarget, HostId) {
         let (plane, topo) = vvol::testing::quickstart().expect("quickstart");
         let host = topo.hosts[0];
         for vm in &topo.vms[..2] {
-            plane.bind(host, &vm.vvols(), BindContext::Normal).expect("bind");
+            plane
+                .bind(host, &vm.vvols(), BindContext::Normal)
+                .expect("bind");
         }
         let array = topo.arrays[0];
         let target = ScsiTarget::new(Arc::new(plane), array).expect("target");

@@ -32,6 +32,8 @@ pub use journal::{
     DEFAULT_COMPACT_EVERY, DEFAULT_MAX_RECORD_BYTES, DurableStore, FileStore, JOURNAL_VERSION,
     JournalError, LogInfo, MAX_RECORD_BYTES, MAX_SNAPSHOT_CHUNKS, SNAPSHOT_CHUNK_BYTES,
 };
+#[cfg(feature = "testing")]
+pub(crate) use journal::{frame, split};
 pub use limits::Limits;
 pub use policy::{FewestBindings, PeCandidate, PeSelectionPolicy};
 pub use queries::StatsSnapshot;

@@ -7,6 +7,8 @@
 //! - [`quickstart`]: the deterministic example topology (the vSphere
 //!   documentation's array with 2 containers and 3 PEs, an NFS array, 2
 //!   hosts and three VMs' vVols), with its ids in a [`Topology`];
+//! - [`journal`]: a sample journal and checksum-preserving edits, for
+//!   fuzzing and property tests of the journal reader;
 //! - [`backend_conformance`]: the conformance suite every
 //!   [`BlockBackend`](crate::BlockBackend) of the crate passes, to run on
 //!   your own backend;
@@ -21,6 +23,7 @@
 //! ```
 
 pub mod backend_conformance;
+pub mod journal;
 mod topology;
 
 pub use topology::{

@@ -65,7 +65,11 @@ pub(crate) fn split(bytes: &[u8], max_record_bytes: usize) -> Result<Frames<'_>,
             }
             return Err(JournalError::Corrupt {
                 offset: at as u64,
-                reason: "checksum mismatch before the tail",
+                reason: if len == 0 {
+                    "empty frame before the tail"
+                } else {
+                    "checksum mismatch before the tail"
+                },
             });
         }
         if len > max_record_bytes {

@@ -14,6 +14,8 @@ use std::path::PathBuf;
 
 use parking_lot::{Condvar, Mutex};
 
+#[cfg(feature = "testing")]
+pub(crate) use self::codec::{frame, split};
 pub(crate) use self::record::{BindItem, Record, Release};
 pub(crate) use self::snapshot::{BindingData, HostData, PeData, PoolData, Snapshot, VvolData};
 #[cfg(feature = "testing")]

@@ -165,7 +165,14 @@ fn parse(bytes: &[u8], max_record_bytes: usize) -> Result<(Parsed, Option<u64>),
     if cut.is_some() && chunks.len() < n as usize {
         return Err(corrupt(offset, "torn snapshot"));
     }
-    let records = it.map(|(_, p)| p.to_vec()).collect();
+    let records: Vec<Vec<u8>> = it.map(|(_, p)| p.to_vec()).collect();
+    // Record indexes run on from the snapshot's: they must not wrap.
+    if snapshot_index
+        .checked_add(records.len() as u64 + 1)
+        .is_none()
+    {
+        return Err(corrupt(offset, "snapshot index leaves no room for records"));
+    }
     Ok((
         Parsed {
             snapshot_index,
