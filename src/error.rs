@@ -40,6 +40,9 @@ pub enum Error {
     /// A text form did not parse.
     #[error(transparent)]
     Parse(#[from] crate::ParseError),
+    /// A transport's admission layer refused or closed a connection.
+    #[error(transparent)]
+    Admission(#[from] crate::admission::AdmissionError),
     /// A SCSI LUN did not decode or encode.
     #[cfg(feature = "scsi")]
     #[cfg_attr(docsrs, doc(cfg(feature = "scsi")))]

@@ -14,7 +14,7 @@ use vvol::nbd::{Gateway, ServerConfig};
 fn gateway() -> &'static Gateway {
     static GATEWAY: OnceLock<Gateway> = OnceLock::new();
     GATEWAY.get_or_init(|| {
-        let config = ServerConfig::default().with_handshake_timeout(Duration::from_secs(2));
+        let config = ServerConfig::default().with_handshake_deadline(Duration::from_secs(2));
         Gateway::start("127.0.0.1:0", 0, None, config).expect("gateway starts")
     })
 }

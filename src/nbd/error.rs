@@ -196,6 +196,10 @@ pub enum ConnectionError {
         /// The offending value.
         value: u64,
     },
+    /// The admission layer refused or closed the connection (pool full,
+    /// evicted, handshake deadline, session limits, idle timeout).
+    #[error(transparent)]
+    Admission(#[from] crate::admission::AdmissionError),
     /// A size the client drove passed a named limit.
     #[error("{what} of {len} bytes passes the limit of {limit}")]
     TooLarge {

@@ -78,6 +78,16 @@ impl Export {
         }
     }
 
+    /// The host a routed export serves, which the server's admission
+    /// layer counts sessions against.
+    #[must_use]
+    pub fn host(&self) -> Option<HostId> {
+        match &self.target {
+            Target::Routed { host, .. } => Some(*host),
+            Target::Backend(_) => None,
+        }
+    }
+
     /// Size and logical block size, or an NBD error code.
     pub(crate) fn geometry(&self) -> Result<(u64, u32), u32> {
         match &self.target {

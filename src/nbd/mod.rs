@@ -40,6 +40,7 @@ pub use exports::{BackendExports, Export, ExportCatalog, HostExports};
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub use gateway::Gateway;
 pub use server::{
-    MAX_SERVER_CONNECTIONS, MAX_WORKERS_PER_CONNECTION, NbdServer, ServerConfig, ServerStats,
+    DEFAULT_REPLY_TIMEOUT, MAX_SERVER_CONNECTIONS, MAX_WORKERS_PER_CONNECTION, NbdServer,
+    ServerConfig, ServerStats,
 };
 pub use stream::NbdAddress;

@@ -8,34 +8,44 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::error::{ConnectionError, ServerError};
-use super::exports::ExportCatalog;
+use super::exports::{Export, ExportCatalog};
 use super::proto::MAX_REQUEST_BYTES;
-use super::session;
+use super::session::{self, Gate};
+use crate::admission::{
+    Admission, AdmissionConfig, AdmissionError, AdmissionStats, DeadlineIo, HandshakeTicket,
+    MAX_HANDSHAKES, MAX_SESSIONS, SessionTicket,
+};
 
-/// Most connections a server serves at once (further ones are closed on
-/// accept).
-pub const MAX_SERVER_CONNECTIONS: usize = 1024;
+/// Most connections a server holds at once: the largest handshake pool
+/// plus the most established sessions (further ones are closed on accept).
+pub const MAX_SERVER_CONNECTIONS: usize = MAX_HANDSHAKES + MAX_SESSIONS;
 /// Most worker threads per connection.
 pub const MAX_WORKERS_PER_CONNECTION: usize = 64;
+/// Default of [`ServerConfig::reply_timeout`].
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Server settings. Every size a client drives is bounded by these or by the
-/// limits in [`proto`](super::proto): at most `max_connections` ×
-/// `connection_buffer_bytes` of request and reply buffers are held at once.
+/// Server settings. Every size a client drives is bounded by these, by the
+/// [`admission`](Self::admission) limits or by the limits in
+/// [`proto`](super::proto): request data is reserved from the connection's
+/// and the global budget before it is allocated, so at most
+/// [`AdmissionConfig::global_budget_bytes`] of it is held at once (plus a
+/// fixed 192 KiB of buffers per connection).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ServerConfig {
-    /// Connections served at once (default 64, at most
-    /// [`MAX_SERVER_CONNECTIONS`]).
-    pub max_connections: usize,
     /// Threads answering one connection's requests (default 4, at most
     /// [`MAX_WORKERS_PER_CONNECTION`]); replies may come out of order. 0
     /// answers each request on the reading thread, in order.
     pub workers_per_connection: usize,
-    /// Bytes of write payloads and read buffers one connection may hold at
-    /// once (default 64 MiB, at least [`MAX_REQUEST_BYTES`]).
-    pub connection_buffer_bytes: u64,
-    /// Time a client may take for each negotiation step (default 30 s).
-    pub handshake_timeout: Duration,
+    /// The handshake pool, session limits, idle timeout and byte budgets
+    /// (see [`crate::admission`]). For NBD the host of a session is the
+    /// host of the export it chose ([`Export::host`]); the idle timeout is
+    /// off by default. The largest request payload advertised and accepted
+    /// is the connection budget (at most [`MAX_REQUEST_BYTES`]).
+    pub admission: AdmissionConfig,
+    /// Time one reply may take to be written to a client that does not read
+    /// (default [`DEFAULT_REPLY_TIMEOUT`]); the connection is closed after.
+    pub reply_timeout: Duration,
     /// Whether to listen on addresses other than loopback (default false).
     pub allow_non_loopback: bool,
 }
@@ -43,10 +53,9 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            max_connections: 64,
             workers_per_connection: 4,
-            connection_buffer_bytes: 64 << 20,
-            handshake_timeout: Duration::from_secs(30),
+            admission: AdmissionConfig::default(),
+            reply_timeout: DEFAULT_REPLY_TIMEOUT,
             allow_non_loopback: false,
         }
     }
@@ -60,21 +69,26 @@ impl ServerConfig {
         self
     }
 
-    /// Sets [`handshake_timeout`](Self::handshake_timeout).
+    /// Sets the [`admission`](Self::admission) limits.
     #[must_use]
-    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.handshake_timeout = timeout;
+    pub fn with_admission(mut self, admission: AdmissionConfig) -> Self {
+        self.admission = admission;
+        self
+    }
+
+    /// Sets [`AdmissionConfig::handshake_deadline`], the time a client has
+    /// for its whole negotiation.
+    #[must_use]
+    pub fn with_handshake_deadline(mut self, deadline: Duration) -> Self {
+        self.admission.handshake_deadline = deadline;
         self
     }
 
     fn clamped(mut self) -> Self {
-        self.max_connections = self.max_connections.clamp(1, MAX_SERVER_CONNECTIONS);
         self.workers_per_connection = self.workers_per_connection.min(MAX_WORKERS_PER_CONNECTION);
-        self.connection_buffer_bytes = self
-            .connection_buffer_bytes
-            .max(u64::from(MAX_REQUEST_BYTES));
-        if self.handshake_timeout.is_zero() {
-            self.handshake_timeout = Duration::from_secs(30);
+        self.admission = self.admission.clamped();
+        if self.reply_timeout.is_zero() {
+            self.reply_timeout = DEFAULT_REPLY_TIMEOUT;
         }
         self
     }
@@ -84,22 +98,28 @@ impl ServerConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerStats {
-    /// Connections accepted so far.
+    /// Connections accepted into the handshake pool so far.
     pub accepted: u64,
-    /// Connections refused because [`ServerConfig::max_connections`] were
-    /// open.
+    /// Connections refused on accept by the handshake pool (its counters in
+    /// [`admission`](Self::admission) say which limit).
     pub refused: u64,
-    /// Connections open now.
+    /// Connections open now (handshaking and established).
     pub open: u64,
     /// Connections closed because of a protocol violation, an oversized
-    /// request or a transport failure.
+    /// request or a transport failure (not counting the admission layer's
+    /// closes, which are in [`admission`](Self::admission)).
     pub failed: u64,
     /// Why the last failed connection was closed.
     pub last_failure: Option<String>,
+    /// The admission layer's counters: refusals per limit, evictions,
+    /// handshake and idle timeouts, budget waits and refusals, bytes
+    /// reserved.
+    pub admission: AdmissionStats,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
+    admission: Arc<Admission>,
     stopping: AtomicBool,
     next_id: AtomicU64,
     open: Mutex<HashMap<u64, TcpStream>>,
@@ -170,7 +190,14 @@ impl NbdServer {
                 address: local.to_string(),
             });
         }
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            admission: Arc::new(Admission::new(config.admission.clone())),
+            stopping: AtomicBool::new(false),
+            next_id: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+            stats: Mutex::new(ServerStats::default()),
+            threads: Mutex::new(Vec::new()),
+        });
         let for_acceptor = Arc::clone(&shared);
         let acceptor = std::thread::Builder::new()
             .name("nbd-accept".to_owned())
@@ -193,7 +220,9 @@ impl NbdServer {
     /// A snapshot of the server's counters.
     #[must_use]
     pub fn stats(&self) -> ServerStats {
-        self.shared.stats().clone()
+        let mut stats = self.shared.stats().clone();
+        stats.admission = self.shared.admission.stats();
+        stats
     }
 
     /// Stops accepting, closes every connection and joins every thread.
@@ -248,17 +277,21 @@ fn accept_loop(
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let Ok((stream, _)) = accepted else {
+        let Ok((stream, peer)) = accepted else {
             // Transient accept failures (EMFILE, ECONNABORTED): back off.
             std::thread::sleep(Duration::from_millis(10));
             continue;
         };
+        // The pool evicts or refuses; a refused stream is closed here.
+        let Ok(ticket) = shared
+            .admission
+            .admit_handshake(peer.ip(), stream.try_clone().ok())
+        else {
+            shared.stats().refused += 1;
+            continue;
+        };
         {
             let mut stats = shared.stats();
-            if stats.open >= config.max_connections as u64 {
-                stats.refused += 1;
-                continue;
-            }
             stats.accepted += 1;
             stats.open += 1;
         }
@@ -276,7 +309,7 @@ fn accept_loop(
         let spawned = std::thread::Builder::new()
             .name("nbd-conn".to_owned())
             .spawn(move || {
-                let result = serve(stream, &*catalog, &config);
+                let result = serve(stream, ticket, &*catalog, &config);
                 for_conn
                     .open
                     .lock()
@@ -284,7 +317,9 @@ fn accept_loop(
                     .remove(&id);
                 let mut stats = for_conn.stats();
                 stats.open -= 1;
-                if let Err(e) = result {
+                if let Err(e) = result
+                    && !matches!(e, ConnectionError::Admission(_))
+                {
                     stats.failed += 1;
                     stats.last_failure = Some(e.to_string());
                 }
@@ -316,17 +351,73 @@ fn accept_loop(
     }
 }
 
+/// The NBD side of the admission layer during negotiation.
+#[derive(Debug)]
+struct NbdGate {
+    ticket: Option<HandshakeTicket>,
+    session: Option<SessionTicket>,
+    max_payload: u32,
+}
+
+impl Gate for NbdGate {
+    fn progressed(&mut self) {
+        if let Some(t) = &self.ticket {
+            t.progressed();
+        }
+    }
+
+    fn admit(&mut self, export: &Export) -> Result<(), AdmissionError> {
+        let Some(ticket) = self.ticket.as_mut() else {
+            // Established already: negotiation ends at the first GO.
+            return Ok(());
+        };
+        let host = export.host().map(|h| h.to_string());
+        self.session = Some(ticket.establish(host.as_deref())?);
+        self.ticket = None;
+        Ok(())
+    }
+
+    fn max_payload(&self) -> u32 {
+        self.max_payload
+    }
+}
+
 fn serve(
-    mut stream: TcpStream,
+    stream: TcpStream,
+    ticket: HandshakeTicket,
     catalog: &dyn ExportCatalog,
     config: &ServerConfig,
 ) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(config.handshake_timeout))?;
-    stream.set_write_timeout(Some(config.handshake_timeout))?;
-    let Some(session) = session::negotiate(&mut stream, catalog)? else {
-        return Ok(());
+    let deadline = ticket.deadline();
+    let budget = config.admission.connection_budget_bytes;
+    let mut gate = NbdGate {
+        ticket: Some(ticket),
+        session: None,
+        max_payload: u32::try_from(budget)
+            .unwrap_or(u32::MAX)
+            .min(MAX_REQUEST_BYTES),
     };
-    stream.set_read_timeout(None)?;
-    session::transmit(&stream, &session, config)
+    let negotiated =
+        session::negotiate(&mut DeadlineIo::new(&stream, deadline), catalog, &mut gate);
+    let session = match negotiated {
+        Ok(Some(session)) => session,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            let by_admission = gate
+                .ticket
+                .as_ref()
+                .and_then(HandshakeTicket::ended_by_admission);
+            return Err(by_admission.map_or(e, ConnectionError::from));
+        }
+    };
+    let Some(ticket) = gate.session.take() else {
+        return Err(ConnectionError::Protocol {
+            what: "negotiation ended without an admitted session",
+            value: 0,
+        });
+    };
+    stream.set_read_timeout(ticket.idle_timeout())?;
+    stream.set_write_timeout(Some(config.reply_timeout))?;
+    session::transmit(&stream, &session, config, &ticket)
 }

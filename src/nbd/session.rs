@@ -3,14 +3,16 @@
 
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use super::error::ConnectionError;
 use super::exports::{Export, ExportCatalog};
 use super::proto::*;
 use super::server::ServerConfig;
 use super::stream::write_all_parts;
+use crate::admission::{AdmissionError, BUFFER_CHUNK_BYTES, Reservation, SessionTicket};
 use crate::backend::AllocationState;
 
 /// The export a connection selected and what was negotiated on the way.
@@ -51,6 +53,17 @@ fn string_bytes(s: &str) -> Vec<u8> {
     v
 }
 
+/// What negotiation asks the admission layer.
+pub(crate) trait Gate {
+    /// The client sent its first message (its flags).
+    fn progressed(&mut self);
+    /// The client chose `export`: establish its session (for the export's
+    /// host, if it has one) or say why not.
+    fn admit(&mut self, export: &Export) -> Result<(), AdmissionError>;
+    /// The largest payload to advertise (`NBD_INFO_BLOCK_SIZE`).
+    fn max_payload(&self) -> u32;
+}
+
 /// Runs negotiation on `s`. Returns the session to transmit on, or `None`
 /// when the client aborted.
 ///
@@ -60,6 +73,7 @@ fn string_bytes(s: &str) -> Vec<u8> {
 pub(crate) fn negotiate<S: Read + Write>(
     s: &mut S,
     catalog: &dyn ExportCatalog,
+    gate: &mut dyn Gate,
 ) -> Result<Option<Session>, ConnectionError> {
     let mut hello = [0u8; 18];
     hello[0..8].copy_from_slice(&NBD_MAGIC.to_be_bytes());
@@ -69,6 +83,7 @@ pub(crate) fn negotiate<S: Read + Write>(
     let mut cf = [0u8; 4];
     read_exact(s, &mut cf)?;
     let client_flags = be32(&cf);
+    gate.progressed();
     if client_flags & !(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES) != 0 {
         return Err(violation("unknown client flags", u64::from(client_flags)));
     }
@@ -103,6 +118,8 @@ pub(crate) fn negotiate<S: Read + Write>(
                 let (size, _block_size) = export
                     .geometry()
                     .map_err(|errno| violation("export is no longer bound", u64::from(errno)))?;
+                // EXPORT_NAME has no error reply: a refusal closes.
+                gate.admit(&export)?;
                 let session = Session {
                     allocation: false,
                     export,
@@ -148,6 +165,7 @@ pub(crate) fn negotiate<S: Read + Write>(
                     catalog,
                     structured,
                     allocation_for.as_deref(),
+                    gate,
                 )? {
                     return Ok(Some(session));
                 }
@@ -170,6 +188,7 @@ fn info_or_go(
     catalog: &dyn ExportCatalog,
     structured: bool,
     allocation_for: Option<&str>,
+    gate: &mut dyn Gate,
 ) -> Result<Option<Session>, ConnectionError> {
     let mut c = Cursor::new(data);
     let parsed = (|| {
@@ -196,6 +215,14 @@ fn info_or_go(
         opt_reply(s, option, REP_ERR_UNKNOWN, b"export is no longer bound")?;
         return Ok(None);
     };
+    if option == OPT_GO {
+        // Refused by policy (a limit): the client may try again later; the
+        // connection stays in negotiation under its deadline.
+        if let Err(refused) = gate.admit(&export) {
+            opt_reply(s, option, REP_ERR_POLICY, refused.to_string().as_bytes())?;
+            return Ok(None);
+        }
+    }
     let session = Session {
         allocation: structured && allocation_for == Some(name),
         export,
@@ -210,8 +237,10 @@ fn info_or_go(
     let mut bs = Vec::with_capacity(14);
     bs.extend_from_slice(&INFO_BLOCK_SIZE.to_be_bytes());
     bs.extend_from_slice(&block_size.to_be_bytes());
-    bs.extend_from_slice(&block_size.max(4096).to_be_bytes());
-    bs.extend_from_slice(&MAX_REQUEST_BYTES.to_be_bytes());
+    let preferred = block_size.max(4096);
+    let max_payload = (gate.max_payload() / preferred * preferred).max(preferred);
+    bs.extend_from_slice(&preferred.to_be_bytes());
+    bs.extend_from_slice(&max_payload.to_be_bytes());
     opt_reply(s, option, REP_INFO, &bs)?;
     if infos.contains(&INFO_NAME) {
         let mut n = INFO_NAME.to_be_bytes().to_vec();
@@ -294,61 +323,48 @@ impl Session {
     }
 }
 
-/// Bytes of request payloads and read buffers one connection may hold at
-/// once; the reader waits for room before taking more.
-#[derive(Debug)]
-struct Budget {
-    free: Mutex<u64>,
-    room: Condvar,
-}
-
-impl Budget {
-    fn take(&self, n: u64) {
-        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-        while *free < n {
-            free = self.room.wait(free).unwrap_or_else(PoisonError::into_inner);
-        }
-        *free -= n;
-    }
-
-    fn give(&self, n: u64) {
-        *self.free.lock().unwrap_or_else(PoisonError::into_inner) += n;
-        self.room.notify_all();
-    }
-}
-
 /// A request handed to a worker.
 #[derive(Debug)]
 struct Job {
     header: RequestHeader,
-    payload: Vec<u8>,
-    /// Budget bytes held until the reply is sent.
-    held: u64,
+    /// The error to answer with instead of executing (a refused budget).
+    refusal: Option<u32>,
+    /// The request's data (a write's payload, a read's buffer) in the
+    /// connection and global budgets, given back when the job is dropped,
+    /// after its reply.
+    data: Option<Reservation>,
 }
+
+/// Scratch size for skipping the payload of a refused write.
+const DRAIN_CHUNK_BYTES: usize = 64 << 10;
 
 /// Serves transmission on `s` until the client disconnects or breaks the
 /// protocol.
 ///
 /// # Errors
-/// As [`negotiate`].
+/// As [`negotiate`], and [`AdmissionError::IdleTimeout`].
 pub(crate) fn transmit(
     s: &TcpStream,
     session: &Session,
     config: &ServerConfig,
+    ticket: &SessionTicket,
 ) -> Result<(), ConnectionError> {
     let writer = Mutex::new(s.try_clone()?);
-    let budget = Budget {
-        free: Mutex::new(config.connection_buffer_bytes),
-        room: Condvar::new(),
+    let in_flight = AtomicUsize::new(0);
+    let finish = |mut job: Job| {
+        let sent = answer(&writer, session, &mut job);
+        drop(job);
+        in_flight.fetch_sub(1, Ordering::AcqRel);
+        sent
+    };
+    let reader = Reader {
+        session,
+        ticket,
+        in_flight: &in_flight,
     };
     if config.workers_per_connection == 0 {
         // Inline: the reading thread answers each request itself.
-        return read_requests(s, &budget, &mut |job| {
-            let held = job.held;
-            let sent = answer(&writer, session, job);
-            budget.give(held);
-            sent.map_err(ConnectionError::from)
-        });
+        return reader.run(s, &mut |job| finish(job).map_err(ConnectionError::from));
     }
     let (tx, rx) = mpsc::sync_channel::<Job>(config.workers_per_connection);
     let rx = Mutex::new(rx);
@@ -360,10 +376,7 @@ pub(crate) fn transmit(
                         Ok(job) => job,
                         Err(_) => return,
                     };
-                    let held = job.held;
-                    let sent = answer(&writer, session, job);
-                    budget.give(held);
-                    if sent.is_err() {
+                    if finish(job).is_err() {
                         // The reader notices the shut-down socket and stops.
                         let _ = s.shutdown(std::net::Shutdown::Both);
                         return;
@@ -371,10 +384,8 @@ pub(crate) fn transmit(
                 }
             });
         }
-        let result = read_requests(s, &budget, &mut |job| {
-            let held = job.held;
+        let result = reader.run(s, &mut |job| {
             tx.send(job).map_err(|_| {
-                budget.give(held);
                 ConnectionError::Transport(std::io::Error::new(
                     std::io::ErrorKind::BrokenPipe,
                     "sending a reply failed",
@@ -386,58 +397,141 @@ pub(crate) fn transmit(
     })
 }
 
-fn read_requests(
-    s: &TcpStream,
-    budget: &Budget,
-    dispatch: &mut dyn FnMut(Job) -> Result<(), ConnectionError>,
-) -> Result<(), ConnectionError> {
-    let mut r = BufReader::with_capacity(128 << 10, s);
-    loop {
-        let mut raw = [0u8; RequestHeader::SIZE];
-        match r.read_exact(&mut raw) {
-            Ok(()) => {}
-            // A client that simply goes away ends the session quietly.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-        let header = RequestHeader::decode(&raw)
-            .map_err(|magic| violation("bad request magic", u64::from(magic)))?;
-        if header.command == CMD_DISC {
-            return Ok(());
-        }
-        let len = u64::from(header.length);
-        let mut payload = Vec::new();
-        let mut held = 0;
-        if header.command == CMD_WRITE {
-            if header.length > MAX_REQUEST_BYTES {
-                return Err(ConnectionError::TooLarge {
-                    what: "write payload",
-                    len,
-                    limit: u64::from(MAX_REQUEST_BYTES),
-                });
+/// How [`Reader::fill`] ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Filled {
+    Full,
+    /// The client went away between requests.
+    Eof,
+}
+
+/// The reading side of one connection.
+struct Reader<'a> {
+    session: &'a Session,
+    ticket: &'a SessionTicket,
+    /// Requests dispatched and not yet answered.
+    in_flight: &'a AtomicUsize,
+}
+
+impl Reader<'_> {
+    fn run(
+        &self,
+        s: &TcpStream,
+        dispatch: &mut dyn FnMut(Job) -> Result<(), ConnectionError>,
+    ) -> Result<(), ConnectionError> {
+        let mut r = BufReader::with_capacity(128 << 10, s);
+        loop {
+            let mut raw = [0u8; RequestHeader::SIZE];
+            if self.fill(&mut r, &mut raw, true)? == Filled::Eof {
+                return Ok(());
             }
-            budget.take(len);
-            held = len;
-            payload = vec![0u8; header.length as usize];
-            if let Err(e) = r.read_exact(&mut payload) {
-                budget.give(held);
-                return Err(e.into());
+            let header = RequestHeader::decode(&raw)
+                .map_err(|magic| violation("bad request magic", u64::from(magic)))?;
+            if header.command == CMD_DISC {
+                return Ok(());
             }
-        } else if header.command == CMD_READ && header.length <= MAX_REQUEST_BYTES {
-            budget.take(len);
-            held = len;
+            let len = u64::from(header.length);
+            let mut job = Job {
+                header,
+                refusal: None,
+                data: None,
+            };
+            if header.command == CMD_WRITE {
+                if header.length > MAX_REQUEST_BYTES {
+                    return Err(ConnectionError::TooLarge {
+                        what: "write payload",
+                        len,
+                        limit: u64::from(MAX_REQUEST_BYTES),
+                    });
+                }
+                match self.ticket.reserve(len) {
+                    Ok(mut reservation) => {
+                        for slice in reservation.slices_mut() {
+                            self.fill(&mut r, slice, false)?;
+                        }
+                        job.data = Some(reservation);
+                    }
+                    Err(refused) => {
+                        self.drain(&mut r, len)?;
+                        job.refusal = Some(refusal_errno(&refused, self.session.structured));
+                    }
+                }
+            } else if header.command == CMD_READ && header.length <= MAX_REQUEST_BYTES {
+                match self.ticket.reserve(len) {
+                    Ok(reservation) => job.data = Some(reservation),
+                    Err(refused) => {
+                        job.refusal = Some(refusal_errno(&refused, self.session.structured));
+                    }
+                }
+            }
+            self.in_flight.fetch_add(1, Ordering::AcqRel);
+            dispatch(job)?;
         }
-        dispatch(Job {
-            header,
-            payload,
-            held,
-        })?;
+    }
+
+    /// Fills `buf` from the client. A read timeout (only set with an idle
+    /// timeout) closes the session when nothing is in flight or the client
+    /// stalled inside a request; `between` is true at a request boundary,
+    /// where a clean end of stream is [`Filled::Eof`].
+    fn fill(
+        &self,
+        r: &mut impl Read,
+        buf: &mut [u8],
+        between: bool,
+    ) -> Result<Filled, ConnectionError> {
+        use std::io::ErrorKind;
+        let mut filled = 0;
+        while filled < buf.len() {
+            match r.read(&mut buf[filled..]) {
+                // A client that simply goes away ends the session quietly.
+                Ok(0) if between => return Ok(Filled::Eof),
+                Ok(0) => return Err(std::io::Error::from(ErrorKind::UnexpectedEof).into()),
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    if between && filled == 0 && self.in_flight.load(Ordering::Acquire) > 0 {
+                        continue;
+                    }
+                    return Err(self.ticket.idle_timed_out().into());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Filled::Full)
+    }
+
+    /// Skips `len` payload bytes through a small scratch buffer.
+    fn drain(&self, r: &mut impl Read, len: u64) -> Result<(), ConnectionError> {
+        let mut scratch = vec![0u8; DRAIN_CHUNK_BYTES];
+        let mut left = len;
+        while left > 0 {
+            let now = left.min(DRAIN_CHUNK_BYTES as u64) as usize;
+            self.fill(r, &mut scratch[..now], false)?;
+            left -= now as u64;
+        }
+        Ok(())
+    }
+}
+
+/// The NBD error for a request the budgets refused: `EOVERFLOW` (or
+/// `EINVAL` without structured replies) for a payload past the connection
+/// budget, which is the advertised maximum; `ENOMEM` when the global budget
+/// stayed full.
+fn refusal_errno(refused: &AdmissionError, structured: bool) -> u32 {
+    match refused {
+        AdmissionError::OverBudget { .. } if structured => EOVERFLOW,
+        AdmissionError::OverBudget { .. } => EINVAL,
+        AdmissionError::BudgetExhausted { .. } => ENOMEM,
+        _ => EIO,
     }
 }
 
 /// Executes one request and sends its reply.
-fn answer(writer: &Mutex<TcpStream>, session: &Session, job: Job) -> std::io::Result<()> {
+fn answer(writer: &Mutex<TcpStream>, session: &Session, job: &mut Job) -> std::io::Result<()> {
     let h = job.header;
+    if let Some(errno) = job.refusal {
+        return reply_error(writer, session, h.cookie, errno);
+    }
     let known = CMD_FLAG_FUA | CMD_FLAG_NO_HOLE | CMD_FLAG_DF | CMD_FLAG_REQ_ONE;
     if h.flags & !known != 0 {
         return reply_error(writer, session, h.cookie, EINVAL);
@@ -455,19 +549,33 @@ fn answer(writer: &Mutex<TcpStream>, session: &Session, job: Job) -> std::io::Re
             if !in_range {
                 return reply_error(writer, session, h.cookie, EINVAL);
             }
-            let mut buf = vec![0u8; h.length as usize];
-            match session.export.read(h.offset, &mut buf) {
-                Ok(()) => reply_read(writer, session, &h, &buf),
-                Err(errno) => reply_error(writer, session, h.cookie, errno),
+            let Some(data) = job.data.as_mut() else {
+                return reply_error(writer, session, h.cookie, EIO);
+            };
+            let mut offset = h.offset;
+            for slice in data.slices_mut() {
+                if let Err(errno) = session.export.read(offset, slice) {
+                    return reply_error(writer, session, h.cookie, errno);
+                }
+                offset += slice.len() as u64;
             }
+            reply_read(writer, session, &h, data)
         }
         CMD_WRITE => {
-            let result = if in_range {
-                session
-                    .export
-                    .write(h.offset, &job.payload, h.flags & CMD_FLAG_FUA != 0)
-            } else {
-                Err(ENOSPC)
+            let fua = h.flags & CMD_FLAG_FUA != 0;
+            let result = match job.data.as_ref() {
+                Some(data) if in_range => {
+                    // Chunk by chunk; NBD promises no atomicity across a
+                    // write, and FUA holds for each piece.
+                    let mut offset = h.offset;
+                    data.slices().try_for_each(|slice| {
+                        session.export.write(offset, slice, fua)?;
+                        offset += slice.len() as u64;
+                        Ok(())
+                    })
+                }
+                Some(_) => Err(ENOSPC),
+                None => Err(EIO),
             };
             reply_status(writer, session, h.cookie, result)
         }
@@ -563,10 +671,14 @@ fn reply_read(
     writer: &Mutex<TcpStream>,
     session: &Session,
     h: &RequestHeader,
-    data: &[u8],
+    data: &Reservation,
 ) -> std::io::Result<()> {
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(2 + data.bytes() as usize / BUFFER_CHUNK_BYTES);
     if !session.structured {
-        return send(writer, &[&simple_header(0, h.cookie), data]);
+        let head = simple_header(0, h.cookie);
+        parts.push(&head);
+        parts.extend(data.slices());
+        return send(writer, &parts);
     }
     if data.is_empty() {
         return send(
@@ -580,7 +692,11 @@ fn reply_read(
         h.cookie,
         8 + data.len() as u32,
     );
-    send(writer, &[&head, &h.offset.to_be_bytes(), data])
+    let offset = h.offset.to_be_bytes();
+    parts.push(&head);
+    parts.push(&offset);
+    parts.extend(data.slices());
+    send(writer, &parts)
 }
 
 fn reply_block_status(
@@ -643,6 +759,19 @@ mod tests {
         }
     }
 
+    /// A gate that admits everything.
+    struct Open;
+
+    impl Gate for Open {
+        fn progressed(&mut self) {}
+        fn admit(&mut self, _: &Export) -> Result<(), AdmissionError> {
+            Ok(())
+        }
+        fn max_payload(&self) -> u32 {
+            MAX_REQUEST_BYTES
+        }
+    }
+
     fn catalog() -> BackendExports {
         BackendExports::new().with(
             "disk",
@@ -663,7 +792,7 @@ mod tests {
             input: IoCursor::new(input),
             output: Vec::new(),
         };
-        let r = negotiate(&mut m, &catalog());
+        let r = negotiate(&mut m, &catalog(), &mut Open);
         (r, m.output)
     }
 

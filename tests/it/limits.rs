@@ -115,7 +115,7 @@ fn nbd_server_connections_are_limited() {
 
     let disk = Arc::new(MemoryBackend::new(MIB, 512).unwrap());
     let mut config = ServerConfig::default();
-    config.max_connections = 1;
+    config.admission.max_sessions = 1;
     let server = NbdServer::start(
         "127.0.0.1:0",
         Arc::new(BackendExports::new().with("disk", disk)),
@@ -128,9 +128,9 @@ fn nbd_server_connections_are_limited() {
             .with_reconnect_attempts(0, Duration::ZERO)
     };
     let first = NbdBackend::connect(client(1)).expect("the first connection");
-    NbdBackend::connect(client(1)).expect_err("a second connection past the limit");
-    assert!(server.stats().refused >= 1);
-    assert_eq!(server.stats().open, 1);
+    NbdBackend::connect(client(1)).expect_err("a second session past the limit");
+    assert!(server.stats().admission.refused_sessions_full >= 1);
+    assert_eq!(server.stats().admission.established, 1);
     first
         .write_at(0, &[1; 512], true)
         .expect("the first goes on");

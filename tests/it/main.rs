@@ -17,6 +17,8 @@ mod limits;
 mod model;
 #[cfg(feature = "nbd")]
 mod nbd;
+#[cfg(feature = "nbd")]
+mod nbd_admission;
 #[cfg(all(feature = "nbd", feature = "interop"))]
 mod nbd_interop;
 mod policy;

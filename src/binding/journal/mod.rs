@@ -28,14 +28,14 @@ use crate::model::{BackendKey, VvolId};
 /// Format version of the header and every snapshot. This pre-release reads
 /// only its own version.
 pub const JOURNAL_VERSION: u8 = 2;
-/// Default [`JournalOptions::compact_every`]: records after which the
+/// Default [`JournalOptions::compact_every`](crate::JournalOptions::compact_every): records after which the
 /// journal is compacted into a snapshot.
 pub const DEFAULT_COMPACT_EVERY: u64 = 4096;
-/// Default [`JournalOptions::max_record_bytes`]: the largest record written
+/// Default [`JournalOptions::max_record_bytes`](crate::JournalOptions::max_record_bytes): the largest record written
 /// or read (snapshots are written in chunks of
 /// [`SNAPSHOT_CHUNK_BYTES`]).
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 16 << 20;
-/// The largest [`JournalOptions::max_record_bytes`] (a frame's length field
+/// The largest [`JournalOptions::max_record_bytes`](crate::JournalOptions::max_record_bytes) (a frame's length field
 /// is 32 bits).
 pub const MAX_RECORD_BYTES: usize = u32::MAX as usize;
 
@@ -56,7 +56,7 @@ pub enum JournalError {
         /// What is wrong.
         reason: &'static str,
     },
-    /// A record is larger than [`JournalOptions::max_record_bytes`].
+    /// A record is larger than [`JournalOptions::max_record_bytes`](crate::JournalOptions::max_record_bytes).
     #[error("journal record of {len} bytes exceeds the limit of {max}")]
     RecordTooLarge {
         /// Its length.
@@ -105,7 +105,7 @@ pub enum JournalError {
         cap: u64,
     },
     /// A vVol was created with an embedder's backend and no
-    /// [`BackendProvider`] gave it back.
+    /// [`BackendProvider`](crate::BackendProvider) gave it back.
     #[error("vVol {vvol} needs its backend {key} from a BackendProvider")]
     BackendRequired {
         /// The vVol.
