@@ -380,6 +380,12 @@ impl BlockBackend for FaultyBackend {
         !always_unsupported && self.inner.supports(op)
     }
 
+    /// The inner backend's guarantee, while discard is not switched off by
+    /// an always-unsupported rule.
+    fn discard_zeroes(&self) -> bool {
+        self.supports(BackendOp::Discard) && self.inner.discard_zeroes()
+    }
+
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), BackendError> {
         self.check(BackendOp::Read, offset, buf.len() as u64)?;
         self.inner.read_at(offset, buf)

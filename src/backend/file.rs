@@ -487,6 +487,14 @@ impl BlockBackend for FileBackend {
         }
     }
 
+    /// Discard punches a hole (`FALLOC_FL_PUNCH_HOLE`: later reads of a
+    /// regular file return zeros; on a block device Linux zeroes the range
+    /// without falling back to writes), or writes zeros itself when the
+    /// file system cannot punch, so a discarded range reads as zeros.
+    fn discard_zeroes(&self) -> bool {
+        !self.read_only
+    }
+
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), BackendError> {
         let op = BackendOp::Read;
         self.check(op, offset, buf.len() as u64)?;

@@ -138,9 +138,22 @@ pub trait BlockBackend: Send + Sync + std::fmt::Debug + 'static {
     /// a failed flush means earlier writes may not be durable.
     fn flush(&self) -> Result<(), BackendError>;
 
+    /// Whether a successful [`discard`](Self::discard) guarantees that the
+    /// range reads as zeros afterwards (until written again).
+    ///
+    /// The SCSI target reports it as LBPRZ (SBC-4 4.7.4.5: unmapped LBAs
+    /// read as zeros), so only a backend that keeps the promise on every
+    /// discard may say `true`; it must then also support
+    /// [`BackendOp::Discard`] (the conformance kit checks both). The
+    /// default is `false`: a discarded range may keep its old contents.
+    fn discard_zeroes(&self) -> bool {
+        false
+    }
+
     /// Tells the backend the range is no longer needed. Afterwards the range
-    /// reads as zeros or as its old contents; only
-    /// [`write_zeroes`](Self::write_zeroes) guarantees zeros.
+    /// reads as zeros or as its old contents ([`discard_zeroes`](Self::discard_zeroes)
+    /// says which the backend guarantees); [`write_zeroes`](Self::write_zeroes)
+    /// always guarantees zeros.
     ///
     /// # Errors
     /// [`BackendError::Unsupported`] when the backend cannot discard (the

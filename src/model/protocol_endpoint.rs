@@ -11,8 +11,15 @@ pub const DEFAULT_QUEUE_DEPTH: u32 = 256;
 pub const MIN_QUEUE_DEPTH: u32 = 32;
 /// Largest allowed PE queue depth.
 pub const MAX_QUEUE_DEPTH: u32 = 4096;
-/// Largest administrative LUN (14-bit simple addressing).
+/// Largest administrative LUN (14 bits: SAM-5 simple logical unit and flat
+/// space addressing). PEs from 256 up are reported in flat space
+/// addressing (`41xx...`), see `vvol::scsi::Lun::administrative`.
 pub const MAX_ADMIN_LUN: u16 = 0x3FFF;
+/// ESXi's default `Disk.MaxLUN`: a default host scans only LUN ids below
+/// it (domain.md 3.6), so a PE at this administrative LUN or above is
+/// valid SCSI but invisible to an ESXi host left at its defaults
+/// ([`PeSpec::scanned_by_default_esxi`]).
+pub const ESXI_DEFAULT_MAX_LUN: u16 = 1024;
 /// Most paths (SCSI) or trunked server addresses (NFSv4.1) of one PE.
 pub const MAX_PATHS_PER_PE: usize = 32;
 /// Longest NFS export path in bytes.
@@ -201,6 +208,29 @@ impl PeSpec {
     #[must_use]
     pub const fn secondary_ids(&self) -> SecondaryIdSpace {
         self.secondary_ids
+    }
+
+    /// Whether an ESXi host at its default `Disk.MaxLUN`
+    /// ([`ESXI_DEFAULT_MAX_LUN`]) discovers this PE: true for a SCSI PE
+    /// whose administrative LUN is below it (and for NFS PEs, which are not
+    /// scanned). [`validate`](Self::validate) accepts LUNs up to
+    /// [`MAX_ADMIN_LUN`], so a caller modelling a default ESXi host checks
+    /// this as well.
+    ///
+    /// ```
+    /// use vvol::{Naa, PeSpec};
+    ///
+    /// let naa = Naa::from_parts(0x00_1a_2b, 1, 1).unwrap();
+    /// assert!(PeSpec::scsi(naa, 1023).scanned_by_default_esxi());
+    /// assert!(!PeSpec::scsi(naa, 1024).scanned_by_default_esxi());
+    /// assert!(PeSpec::scsi(naa, 1024).validate().is_ok());
+    /// ```
+    #[must_use]
+    pub const fn scanned_by_default_esxi(&self) -> bool {
+        match &self.transport {
+            Transport::Scsi { admin_lun, .. } => *admin_lun < ESXI_DEFAULT_MAX_LUN,
+            Transport::Nfs { .. } => true,
+        }
     }
 
     /// Checks the spec against the PE rules.

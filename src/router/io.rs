@@ -256,4 +256,15 @@ impl Router {
         let volume = &io.binding().volume;
         Ok((volume.capacity_bytes(), volume.block_size))
     }
+
+    /// Whether a [`discard`](Self::discard) of the vVol at `handle` leaves
+    /// zeros behind ([`BlockBackend::discard_zeroes`](crate::BlockBackend::discard_zeroes)),
+    /// checked like [`geometry`](Self::geometry).
+    ///
+    /// # Errors
+    /// As [`flush`](Self::flush).
+    pub fn discard_zeroes(&self, host: HostId, handle: BindHandle) -> Result<bool, RouteError> {
+        let io = self.admit(host, handle)?;
+        Ok(io.binding().volume.backend.discard_zeroes())
+    }
 }

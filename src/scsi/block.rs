@@ -1,9 +1,21 @@
 //! SBC-4 block commands on SLUs: READ CAPACITY, READ, WRITE, SYNCHRONIZE
 //! CACHE, WRITE SAME(16), UNMAP, GET LBA STATUS, COMPARE AND WRITE.
 //!
-//! A PE (ALU) has no medium: READ CAPACITY reports the smallest capacity
-//! SBC-4 can express (one 512-byte block, LBPME 0) and media-access
-//! commands get INVALID COMMAND OPERATION CODE.
+//! A PE (ALU) is presented as the smallest direct-access LU SBC-4 can
+//! express, and every answer about it agrees (review S9): [`ALU_BLOCKS`]
+//! logical block of [`ALU_BLOCK_SIZE`] bytes that reads as zeros, fully
+//! provisioned (READ CAPACITY(16) LBPME=0 and LBPRZ=0, no Logical Block
+//! Provisioning VPD page) and write protected (MODE SENSE WP=1). It
+//! accepts what SBC-4 makes mandatory for a direct-access LU (READ(10),
+//! READ(16), READ CAPACITY(10)/(16); table "Commands for direct-access
+//! block devices") plus READ(6) and a SYNCHRONIZE CACHE that has nothing to
+//! flush (its caching page reports WCE, so a host may send it); writes and
+//! provisioning commands get INVALID COMMAND OPERATION CODE, and REPORT
+//! SUPPORTED OPERATION CODES lists exactly that set. A PE is a proxy with
+//! "zero (or minimal) capacity" that hosts only address for discovery
+//! (domain.md 3.1), so a host that attaches it as a disk (a Linux host
+//! reading a partition table at LBA 0) gets an empty, read-only disk
+//! instead of I/O errors.
 
 use super::Sense;
 use super::cdb::{be_at, op};
@@ -14,6 +26,52 @@ use super::limits::{
 use super::sense::SenseKey;
 use super::target::{CmdResult, Ctx, Fail, Lu, Slu, stripe};
 use crate::{AllocationState, BackendError, RouteError};
+
+/// Logical blocks of a PE's administrative logical unit (READ CAPACITY
+/// reports the last LBA, so one block is the least it can express).
+pub const ALU_BLOCKS: u64 = 1;
+/// Logical block size of a PE's administrative logical unit.
+pub const ALU_BLOCK_SIZE: u32 = 512;
+
+/// What a block command addresses: an SLU's medium or the ALU's one
+/// all-zero block.
+#[derive(Clone, Copy)]
+enum Medium {
+    Slu(Slu),
+    Alu,
+}
+
+impl Medium {
+    fn of(ctx: &Ctx<'_>) -> Result<Self, Fail> {
+        match ctx.lu {
+            Lu::Slu(s) => Ok(Self::Slu(s)),
+            Lu::Alu(_) => Ok(Self::Alu),
+            _ => Err(Sense::lun_not_supported().into()),
+        }
+    }
+
+    fn blocks(self) -> u64 {
+        match self {
+            Self::Slu(s) => blocks(&s),
+            Self::Alu => ALU_BLOCKS,
+        }
+    }
+
+    fn block_size(self) -> u32 {
+        match self {
+            Self::Slu(s) => s.block_size,
+            Self::Alu => ALU_BLOCK_SIZE,
+        }
+    }
+
+    /// Checks `[lba, lba + count)` against the capacity.
+    fn check_lba(self, lba: u64, count: u64) -> Result<(), Fail> {
+        match lba.checked_add(count) {
+            Some(end) if end <= self.blocks() => Ok(()),
+            _ => Err(Sense::lba_out_of_range().into()),
+        }
+    }
+}
 
 fn slu(ctx: &Ctx<'_>) -> Result<Slu, Fail> {
     match ctx.lu {
@@ -29,38 +87,43 @@ fn blocks(s: &Slu) -> u64 {
 
 /// Checks `[lba, lba + count)` against the SLU's capacity.
 fn check_lba(s: &Slu, lba: u64, count: u64) -> Result<(), Fail> {
-    match lba.checked_add(count) {
-        Some(end) if end <= blocks(s) => Ok(()),
-        _ => Err(Sense::lba_out_of_range().into()),
-    }
+    Medium::Slu(*s).check_lba(lba, count)
 }
 
 /// READ CAPACITY (10).
 pub(crate) fn read_capacity_10(ctx: &Ctx<'_>) -> CmdResult {
-    let (last, size) = match ctx.lu {
-        Lu::Slu(s) => (
-            u32::try_from(blocks(&s).saturating_sub(1)).unwrap_or(u32::MAX),
-            s.block_size,
-        ),
-        Lu::Alu(_) => (0, 512),
-        _ => return Err(Sense::lun_not_supported().into()),
-    };
+    let m = Medium::of(ctx)?;
+    let last = u32::try_from(m.blocks().saturating_sub(1)).unwrap_or(u32::MAX);
     let mut out = last.to_be_bytes().to_vec();
-    out.extend_from_slice(&size.to_be_bytes());
+    out.extend_from_slice(&m.block_size().to_be_bytes());
     Ok(out)
 }
 
-/// READ CAPACITY (16).
+/// Whether unmapped blocks of the SLU read as zeros: LBPRZ in READ
+/// CAPACITY(16) and VPD B2h (SBC-4 4.7.4.5). True exactly when the
+/// backend promises that a discard leaves zeros
+/// ([`BlockBackend::discard_zeroes`](crate::BlockBackend::discard_zeroes));
+/// never-written blocks read as zeros on every backend.
+pub(crate) fn lbprz(ctx: &Ctx<'_>, s: &Slu) -> Result<bool, Fail> {
+    ctx.target
+        .router
+        .discard_zeroes(ctx.nexus.host, s.handle)
+        .map_err(|e| ctx.route(e, false))
+}
+
+/// READ CAPACITY (16): LBPME=1 on SLUs (thin provisioned), with LBPRZ from
+/// the backend; LBPME=0 and LBPRZ=0 on the fully provisioned ALU.
 pub(crate) fn read_capacity_16(ctx: &Ctx<'_>) -> CmdResult {
-    let (last, size, lbpme) = match ctx.lu {
-        Lu::Slu(s) => (blocks(&s).saturating_sub(1), s.block_size, 0x80),
-        Lu::Alu(_) => (0, 512, 0),
-        _ => return Err(Sense::lun_not_supported().into()),
-    };
+    let m = Medium::of(ctx)?;
     let mut out = vec![0u8; 32];
-    out[..8].copy_from_slice(&last.to_be_bytes());
-    out[8..12].copy_from_slice(&size.to_be_bytes());
-    out[14] = lbpme;
+    out[..8].copy_from_slice(&m.blocks().saturating_sub(1).to_be_bytes());
+    out[8..12].copy_from_slice(&m.block_size().to_be_bytes());
+    if let Medium::Slu(s) = m {
+        out[14] = 0x80; // LBPME
+        if lbprz(ctx, &s)? {
+            out[14] |= 0x40; // LBPRZ
+        }
+    }
     out.truncate(ctx.cdb.be(10, 4) as usize);
     Ok(out)
 }
@@ -96,11 +159,14 @@ fn transfer_bytes(s: &Slu, n: u64, field: usize) -> Result<usize, Fail> {
     Ok(bytes as usize)
 }
 
-/// READ (6), (10), (16).
+/// READ (6), (10), (16); the ALU's block reads as zeros.
 pub(crate) fn read(ctx: &Ctx<'_>) -> CmdResult {
-    let s = slu(ctx)?;
+    let m = Medium::of(ctx)?;
     let (lba, n, _fua, field) = rw_fields(ctx)?;
-    check_lba(&s, lba, n)?;
+    m.check_lba(lba, n)?;
+    let Medium::Slu(s) = m else {
+        return Ok(vec![0u8; (n * u64::from(ALU_BLOCK_SIZE)) as usize]);
+    };
     let len = transfer_bytes(&s, n, field)?;
     let mut buf = vec![0u8; len];
     if len > 0 {
@@ -136,16 +202,19 @@ pub(crate) fn write(ctx: &Ctx<'_>) -> CmdResult {
     Ok(Vec::new())
 }
 
-/// SYNCHRONIZE CACHE (10) and (16).
+/// SYNCHRONIZE CACHE (10) and (16); nothing to flush on the ALU.
 pub(crate) fn synchronize_cache(ctx: &Ctx<'_>) -> CmdResult {
-    let s = slu(ctx)?;
+    let m = Medium::of(ctx)?;
     let cdb = ctx.cdb;
     let (lba, n) = if cdb.opcode() == op::SYNCHRONIZE_CACHE_10 {
         (cdb.be(2, 4), cdb.be(7, 2))
     } else {
         (cdb.be(2, 8), cdb.be(10, 4))
     };
-    check_lba(&s, lba, n)?;
+    m.check_lba(lba, n)?;
+    let Medium::Slu(s) = m else {
+        return Ok(Vec::new());
+    };
     ctx.target
         .router
         .flush(ctx.nexus.host, s.handle)

@@ -1,7 +1,8 @@
-//! INQUIRY: standard data (LU_CONG) and the VPD pages 00h, 80h, 83h, 86h,
-//! B0h, B1h and B2h.
+//! INQUIRY: standard data (LU_CONG, version descriptors) and the VPD pages
+//! 00h, 80h, 83h, 86h, B0h, B1h and (SLUs) B2h.
 
 use super::Sense;
+use super::block::{ALU_BLOCK_SIZE, lbprz};
 use super::limits::{
     MAX_COMPARE_AND_WRITE_BLOCKS, MAX_TRANSFER_BYTES, MAX_UNMAP_BLOCKS, MAX_UNMAP_DESCRIPTORS,
     MAX_WRITE_SAME_BLOCKS,
@@ -9,18 +10,50 @@ use super::limits::{
 use super::sense::SenseKey;
 use super::target::{CmdResult, Ctx, Lu, PeInfo};
 
-/// Length of the standard INQUIRY data this target returns.
-pub const STANDARD_INQUIRY_LEN: usize = 36;
+/// Length of the standard INQUIRY data this target returns: through the
+/// eight VERSION DESCRIPTOR fields (bytes 58-73, SPC-5 6.7.2).
+pub const STANDARD_INQUIRY_LEN: usize = 74;
 /// T10 vendor identification (8 bytes).
 pub const VENDOR_ID: &[u8; 8] = b"VVOL    ";
 /// Product identification of a PE (16 bytes).
 pub const PE_PRODUCT_ID: &[u8; 16] = b"PROTOCOL ENDPT  ";
 /// Product identification of a vVol (16 bytes).
 pub const VVOL_PRODUCT_ID: &[u8; 16] = b"VIRTUAL VOLUME  ";
+/// Product identification of the REPORT LUNS well-known logical unit and
+/// of the data returned for a LUN with no logical unit (16 bytes).
+pub const TARGET_PRODUCT_ID: &[u8; 16] = b"VVOL TARGET     ";
 /// Product revision level (4 bytes).
 pub const PRODUCT_REVISION: &[u8; 4] = b"0001";
 
-const VPD_PAGES: [u8; 7] = [0x00, 0x80, 0x83, 0x86, 0xB0, 0xB1, 0xB2];
+/// T10 version descriptor codes (SPC-5 table "Version descriptor values";
+/// the "no version claimed" code of each standard).
+pub mod version_descriptor {
+    /// SAM-5 (no version claimed).
+    pub const SAM_5: u16 = 0x00A0;
+    /// SPC-5 (no version claimed).
+    pub const SPC_5: u16 = 0x05C0;
+    /// SBC-4 (no version claimed).
+    pub const SBC_4: u16 = 0x0600;
+}
+
+/// The standards claimed by a direct-access LU (ALU or SLU), in the order
+/// SPC-5 6.7.2 asks for: architecture model, command set, device type's
+/// command set. No transport descriptor: the target is transport neutral
+/// (an iSCSI front end would add iSCSI, 0960h).
+const DISK_VERSIONS: [u16; 3] = [
+    version_descriptor::SAM_5,
+    version_descriptor::SPC_5,
+    version_descriptor::SBC_4,
+];
+/// The standards claimed by the REPORT LUNS well-known LU and for a LUN
+/// with no LU (neither is a direct-access device).
+const WLUN_VERSIONS: [u16; 2] = [version_descriptor::SAM_5, version_descriptor::SPC_5];
+
+/// VPD pages of an SLU.
+const SLU_VPD_PAGES: [u8; 7] = [0x00, 0x80, 0x83, 0x86, 0xB0, 0xB1, 0xB2];
+/// VPD pages of an ALU: no Logical Block Provisioning page, since it is
+/// fully provisioned (LBPME=0; SBC-4 6.6.6 ties the page to LBPME=1).
+const ALU_VPD_PAGES: [u8; 6] = [0x00, 0x80, 0x83, 0x86, 0xB0, 0xB1];
 
 /// INQUIRY (12h).
 pub(crate) fn inquiry(ctx: &Ctx<'_>) -> CmdResult {
@@ -52,8 +85,13 @@ fn standard(ctx: &Ctx<'_>) -> Vec<u8> {
             };
             (0x00, 0x40, product, multi)
         }
-        Lu::ReportLunsWlun => (0x1E, 0, PE_PRODUCT_ID, false),
-        Lu::AbsentLun0 | Lu::Unsupported => (0x7F, 0, PE_PRODUCT_ID, false),
+        Lu::ReportLunsWlun => (0x1E, 0, TARGET_PRODUCT_ID, false),
+        Lu::AbsentLun0 | Lu::Unsupported => (0x7F, 0, TARGET_PRODUCT_ID, false),
+    };
+    let versions: &[u16] = if cong != 0 {
+        &DISK_VERSIONS
+    } else {
+        &WLUN_VERSIONS
     };
     b[0] = byte0;
     b[1] = cong; // LU_CONG
@@ -70,6 +108,9 @@ fn standard(ctx: &Ctx<'_>) -> Vec<u8> {
     b[8..16].copy_from_slice(VENDOR_ID);
     b[16..32].copy_from_slice(product);
     b[32..36].copy_from_slice(PRODUCT_REVISION);
+    for (i, v) in versions.iter().enumerate() {
+        b[58 + 2 * i..60 + 2 * i].copy_from_slice(&v.to_be_bytes());
+    }
     b
 }
 
@@ -110,9 +151,10 @@ fn vpd(ctx: &Ctx<'_>, code: u8) -> CmdResult {
         ),
         None => None,
     };
-    let block_size = slu.map_or(512, |s| s.block_size);
+    let block_size = slu.map_or(ALU_BLOCK_SIZE, |s| s.block_size);
     Ok(match code {
-        0x00 => page(0x00, &VPD_PAGES),
+        0x00 if slu.is_some() => page(0x00, &SLU_VPD_PAGES),
+        0x00 => page(0x00, &ALU_VPD_PAGES),
         0x80 => {
             let serial = match vvol {
                 Some(v) => hex(&v.to_bytes()),
@@ -151,14 +193,19 @@ fn vpd(ctx: &Ctx<'_>, code: u8) -> CmdResult {
         }
         0xB0 => {
             let mut body = [0u8; 0x3C];
-            body[0] = 0x01; // WSNZ
-            body[1] = MAX_COMPARE_AND_WRITE_BLOCKS as u8;
             let max_transfer = (MAX_TRANSFER_BYTES / u64::from(block_size)) as u32;
             body[4..8].copy_from_slice(&max_transfer.to_be_bytes());
-            body[16..20].copy_from_slice(&MAX_UNMAP_BLOCKS.to_be_bytes());
-            body[20..24].copy_from_slice(&MAX_UNMAP_DESCRIPTORS.to_be_bytes());
-            body[24..28].copy_from_slice(&1u32.to_be_bytes()); // OPTIMAL UNMAP GRANULARITY
-            body[32..40].copy_from_slice(&MAX_WRITE_SAME_BLOCKS.to_be_bytes());
+            // The ALU takes no COMPARE AND WRITE, UNMAP or WRITE SAME: their
+            // limits stay 0 (SBC-4 6.6.4: 0 = not supported / no limit
+            // reported).
+            if slu.is_some() {
+                body[0] = 0x01; // WSNZ
+                body[1] = MAX_COMPARE_AND_WRITE_BLOCKS as u8;
+                body[16..20].copy_from_slice(&MAX_UNMAP_BLOCKS.to_be_bytes());
+                body[20..24].copy_from_slice(&MAX_UNMAP_DESCRIPTORS.to_be_bytes());
+                body[24..28].copy_from_slice(&1u32.to_be_bytes()); // OPTIMAL UNMAP GRANULARITY
+                body[32..40].copy_from_slice(&MAX_WRITE_SAME_BLOCKS.to_be_bytes());
+            }
             page(0xB0, &body)
         }
         0xB1 => {
@@ -167,9 +214,17 @@ fn vpd(ctx: &Ctx<'_>, code: u8) -> CmdResult {
             page(0xB1, &body)
         }
         0xB2 => {
-            // LBPU (UNMAP), LBPWS (WRITE SAME(16) with UNMAP); LBPRZ 0:
-            // unmapped blocks may read as their old data; thin provisioned.
-            page(0xB2, &[0x00, 0xC0, 0x02, 0x00])
+            let Some(s) = slu else {
+                return Err(Sense::invalid_field_in_cdb(2, Some(7)).into());
+            };
+            // LBPU (UNMAP), LBPWS (WRITE SAME(16) with UNMAP); LBPRZ 001b
+            // when unmapped blocks read as zeros (SBC-4 6.6.6: byte 1 bits
+            // 4-2), 000b when they may keep old data; thin provisioned.
+            let mut flags = 0xC0;
+            if lbprz(ctx, &s)? {
+                flags |= 0x04;
+            }
+            page(0xB2, &[0x00, flags, 0x02, 0x00])
         }
         _ => return Err(Sense::invalid_field_in_cdb(2, Some(7)).into()),
     })

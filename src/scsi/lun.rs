@@ -356,6 +356,56 @@ impl Lun {
         Ok(Self(out))
     }
 
+    /// The LUN an administrative logical unit (a PE) is reported at and
+    /// addressed by: a single-level LUN, in peripheral device addressing
+    /// (00b, bus 0) up to 255 and in flat space addressing (01b) from 256
+    /// to 16383, as SAM-5 4.7.3 lays out single-level LUNs and as hosts
+    /// build them from a LUN id (ESXi: `40xxh` for ids of 256 and above;
+    /// `sg_luns` without `--lu_cong` decodes it as "Flat space addressing:
+    /// lun=256" where the simple form `0100h` reads as bus 1, target 0).
+    /// The conglomerate form of [`conglomerate`](Self::conglomerate)
+    /// (`admin, None`) names the same LU and is accepted too (see
+    /// [`decode_addressed`](Self::decode_addressed)).
+    ///
+    /// # Errors
+    /// [`LunError::ValueTooLarge`] past 14 bits.
+    ///
+    /// # Example
+    /// ```
+    /// use vvol::scsi::Lun;
+    ///
+    /// assert_eq!(Lun::administrative(255)?.to_string(), "00ff000000000000");
+    /// assert_eq!(Lun::administrative(256)?.to_string(), "4100000000000000");
+    /// # Ok::<(), vvol::scsi::LunError>(())
+    /// ```
+    pub fn administrative(admin: u16) -> Result<Self, LunError> {
+        if admin <= 0xFF {
+            return Self::conglomerate(admin, None);
+        }
+        Self::from_levels(&[LunLevel::Flat(admin)]).map_err(|_| LunError::ValueTooLarge {
+            method: "flat space (administrative logical unit)",
+            value: admin.into(),
+            max: MAX_14_BIT.into(),
+        })
+    }
+
+    /// Reads the LUN the way the target resolves it: as
+    /// [`decode_conglomerate`](Self::decode_conglomerate) does, except that
+    /// the administrative element may also be in flat space addressing
+    /// (01b), which carries the same 14-bit LU number (SAM-5 4.7.3: flat
+    /// space addressing is the single-level form for LUNs 256-16383, and
+    /// the form ESXi uses), for the ALU alone and with a subsidiary element.
+    ///
+    /// # Errors
+    /// As [`decode_conglomerate`](Self::decode_conglomerate).
+    pub fn decode_addressed(self) -> Result<ConglomerateLun, LunError> {
+        let mut b = self.0;
+        if b[0] >> 6 == 1 {
+            b[0] &= 0x3F;
+        }
+        Self(b).decode_conglomerate()
+    }
+
     /// Reads the LUN as a conglomerate LUN (how a host that saw LU_CONG=1
     /// reads it).
     ///

@@ -53,10 +53,12 @@ mod target;
 mod unit_attention;
 
 pub use alua::AluaState;
+pub use block::{ALU_BLOCK_SIZE, ALU_BLOCKS};
 pub use cdb::{MAX_CDB_LEN, cdb_len};
 pub use error::{LunError, ScsiError};
 pub use inquiry::{
-    PE_PRODUCT_ID, PRODUCT_REVISION, STANDARD_INQUIRY_LEN, VENDOR_ID, VVOL_PRODUCT_ID,
+    PE_PRODUCT_ID, PRODUCT_REVISION, STANDARD_INQUIRY_LEN, TARGET_PRODUCT_ID, VENDOR_ID,
+    VVOL_PRODUCT_ID, version_descriptor,
 };
 pub use lun::{
     ConglomerateLun, Lun, LunLevel, MAX_14_BIT, MAX_LUN_LEVELS, REPORT_LUNS_WLUN, SecondaryIdStyle,

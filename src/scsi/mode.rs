@@ -107,13 +107,20 @@ pub(crate) fn mode_sense(ctx: &Ctx<'_>, ten: bool) -> CmdResult {
     if !dbd {
         let (blocks, block_size) = match ctx.lu {
             Lu::Slu(s) => (s.capacity_bytes / u64::from(s.block_size), s.block_size),
+            Lu::Alu(_) => (super::block::ALU_BLOCKS, super::block::ALU_BLOCK_SIZE),
             _ => (0, 512),
         };
         descriptor.extend_from_slice(&u32::try_from(blocks).unwrap_or(u32::MAX).to_be_bytes());
         descriptor.push(0);
         descriptor.extend_from_slice(&block_size.to_be_bytes()[1..]);
     }
-    let dsp = 0x10; // DPOFUA
+    // DPOFUA; WP on the ALU, whose one block is read only (SBC-4 6.5.1:
+    // the write-protected medium a PE presents, see block.rs).
+    let dsp = if matches!(ctx.lu, Lu::Alu(_)) {
+        0x90
+    } else {
+        0x10
+    };
     let mut out = if ten {
         let mut h = vec![0, 0, 0, dsp, 0, 0];
         h.extend_from_slice(&(descriptor.len() as u16).to_be_bytes());

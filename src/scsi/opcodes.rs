@@ -17,7 +17,11 @@ pub(crate) struct CommandInfo {
     /// non-zero, so their bits are clear; DPO and FUA are set wherever MODE
     /// SENSE reports DPOFUA=1.
     pub(crate) usage: &'static [u8],
-    /// Only SLUs support it (media access).
+    /// Only SLUs support it (writes and logical block provisioning). The
+    /// ALU accepts every other entry: its one all-zero, read-only block
+    /// (see `block.rs`) takes READ, READ CAPACITY and SYNCHRONIZE CACHE, so
+    /// REPORT SUPPORTED OPERATION CODES sent to it lists exactly what it
+    /// accepts (SPC-5 6.35: the commands "supported by the logical unit").
     pub(crate) slu_only: bool,
 }
 
@@ -36,7 +40,12 @@ pub(crate) const COMMANDS: &[CommandInfo] = &[
         false,
         [0x03, 0x01, 0, 0, 0xFF, 0x04]
     ),
-    cmd!(op::READ_6, None, true, [0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0x04]),
+    cmd!(
+        op::READ_6,
+        None,
+        false,
+        [0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0x04]
+    ),
     cmd!(
         op::WRITE_6,
         None,
@@ -70,7 +79,7 @@ pub(crate) const COMMANDS: &[CommandInfo] = &[
     cmd!(
         op::READ_10,
         None,
-        true,
+        false,
         [0x28, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0x04]
     ),
     cmd!(
@@ -82,7 +91,7 @@ pub(crate) const COMMANDS: &[CommandInfo] = &[
     cmd!(
         op::SYNCHRONIZE_CACHE_10,
         None,
-        true,
+        false,
         [0x35, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0x04]
     ),
     cmd!(
@@ -106,7 +115,7 @@ pub(crate) const COMMANDS: &[CommandInfo] = &[
     cmd!(
         op::READ_16,
         None,
-        true,
+        false,
         [
             0x88, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0,
             0x04
@@ -132,7 +141,7 @@ pub(crate) const COMMANDS: &[CommandInfo] = &[
     cmd!(
         op::SYNCHRONIZE_CACHE_16,
         None,
-        true,
+        false,
         [
             0x91, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0,
             0x04

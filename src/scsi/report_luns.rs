@@ -10,15 +10,13 @@
 //! - 11h: the ALUs plus every logical unit outside a conglomerate (this
 //!   target has none), i.e. the top level without SLUs;
 //! - 12h: sent to an ALU, that ALU and its SLUs bound for the host; sent to
-//!   anything else, ILLEGAL REQUEST 20h/0Dh NOT AN ADMINISTRATIVE LOGICAL
-//!   UNIT.
+//!   anything else, INVALID FIELD IN CDB (byte 2).
 //!
 //! 10h and 11h must be sent to LUN 0 or the REPORT LUNS W-LUN (INVALID
 //! FIELD IN CDB otherwise); other values are INVALID FIELD IN CDB.
 
 use super::Sense;
 use super::lun::{Lun, REPORT_LUNS_WLUN};
-use super::sense::SenseKey;
 use super::target::{CmdResult, Ctx, Lu, PeInfo};
 
 /// The allocation length SPC-5 asks REPORT LUNS initiators to give at
@@ -61,8 +59,10 @@ fn subsidiaries(ctx: &Ctx<'_>, pe: &PeInfo) -> Vec<Lun> {
         .collect()
 }
 
+/// The ALU's LUN: single level, flat space addressing from 256
+/// ([`Lun::administrative`]).
 fn admin(pe: &PeInfo) -> Option<Lun> {
-    Lun::conglomerate(pe.admin_lun, None).ok()
+    Lun::administrative(pe.admin_lun).ok()
 }
 
 /// REPORT LUNS.
@@ -94,8 +94,15 @@ pub(crate) fn report_luns(ctx: &Ctx<'_>) -> CmdResult {
         }
         0x10 | 0x11 => return Err(Sense::invalid_field_in_cdb(2, Some(7)).into()),
         0x12 => {
+            // SELECT REPORT 12h to a LU that is not an ALU: INVALID FIELD
+            // IN CDB on the SELECT REPORT field, as for 10h/11h sent to
+            // the wrong LU. REPORT LUNS is an SPC-5 command of every device
+            // type, while T10's ASC table (asc-num.txt) lists 20h/0Dh NOT
+            // AN ADMINISTRATIVE LOGICAL UNIT for direct-access devices
+            // only, so it belongs to SBC commands, not to REPORT LUNS
+            // (review S12).
             let Lu::Alu(index) = ctx.lu else {
-                return Err(Sense::new(SenseKey::IllegalRequest, 0x20, 0x0D).into());
+                return Err(Sense::invalid_field_in_cdb(2, Some(7)).into());
             };
             let pe = ctx.target.pe(index).ok_or_else(Sense::lun_not_supported)?;
             luns.extend(admin(&pe));

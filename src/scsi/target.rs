@@ -316,12 +316,13 @@ impl ScsiTarget {
         Lun::conglomerate(pe.admin_lun, Some(element)).ok()
     }
 
-    /// The LUN of a PE (its administrative logical unit).
+    /// The LUN of a PE (its administrative logical unit), in the form
+    /// REPORT LUNS reports it ([`Lun::administrative`]).
     #[must_use]
     pub fn admin_lun_of(&self, pe: PeId) -> Option<Lun> {
         let pes = self.pes.read();
         let info = pes.iter().find(|p| p.id == pe)?;
-        Lun::conglomerate(info.admin_lun, None).ok()
+        Lun::administrative(info.admin_lun).ok()
     }
 
     /// The NAA designator of a vVol of this array: NAA 6, the array's IEEE
@@ -405,7 +406,9 @@ impl ScsiTarget {
         if lun == REPORT_LUNS_WLUN {
             return Ok(Lu::ReportLunsWlun);
         }
-        let Ok(c) = lun.decode_conglomerate() else {
+        // Either form of the administrative element (SAM-5 4.7.3; see
+        // `Lun::decode_addressed`).
+        let Ok(c) = lun.decode_addressed() else {
             return Ok(Lu::Unsupported);
         };
         let pes = self.pes.read();

@@ -70,8 +70,10 @@ pub enum Case {
     /// Write-zeroes zeroes exactly its range (partial chunks, one block,
     /// nothing, everything), and the range can be written again.
     WriteZeroesKeepsNeighbours,
-    /// A discarded range reads as zeros or as its old contents, its
-    /// neighbours keep their data, and writes after it read back.
+    /// A discarded range reads as zeros or as its old contents (zeros only
+    /// when [`discard_zeroes`](BlockBackend::discard_zeroes) is true, which
+    /// needs discard support), its neighbours keep their data, and writes
+    /// after it read back.
     DiscardReadsZerosOrOld,
     /// Allocation extents are contiguous, non-empty, bounded by
     /// [`MAX_ALLOCATION_EXTENTS`]; written bytes are reported allocated,
@@ -501,6 +503,10 @@ fn discard(b: &dyn BlockBackend, offset: u64, len: u64) -> Check {
 
 fn discard_reads_zeros_or_old(b: &Arc<dyn BlockBackend>, bs: u64) -> Check {
     if !b.supports(BackendOp::Discard) {
+        ensure!(
+            !b.discard_zeroes(),
+            "discard_zeroes() is true but discard is not supported"
+        );
         return check_unsupported(BackendOp::Discard, &b.discard(0, bs));
     }
     fill(&**b, 0, 256 * KIB, 0xAA)?;
@@ -512,6 +518,13 @@ fn discard_reads_zeros_or_old(b: &Arc<dyn BlockBackend>, bs: u64) -> Check {
         middle.iter().all(|&x| x == 0 || x == 0xAA),
         "discarded range holds neither zeros nor old data"
     );
+    if b.discard_zeroes() {
+        // The promise SCSI reports as LBPRZ=1.
+        ensure!(
+            middle.iter().all(|&x| x == 0),
+            "discard_zeroes() is true but a discarded range kept old data"
+        );
+    }
     // A partial discard leaves its neighbours alone.
     discard(&**b, 3 * bs, bs)?;
     assert_bytes(&**b, 0, 3 * bs, 0xAA)?;

@@ -310,6 +310,72 @@ fn kit_catches_broken_backends() {
     assert!(err.to_string().contains("capacity"), "{err}");
 }
 
+/// `discard_zeroes` is what SCSI reports as LBPRZ: the kit fails a backend
+/// that claims it while its discard keeps old data, or without discard.
+#[test]
+fn kit_checks_the_discard_zeroes_promise() {
+    /// Discards by doing nothing (allowed), yet claims zeros (a lie).
+    #[derive(Debug)]
+    struct KeepsData(MinimalBackend, bool);
+    impl BlockBackend for KeepsData {
+        fn capacity_bytes(&self) -> u64 {
+            self.0.capacity_bytes()
+        }
+        fn logical_block_size(&self) -> u32 {
+            self.0.logical_block_size()
+        }
+        fn supports(&self, op: BackendOp) -> bool {
+            (self.1 && op == BackendOp::Discard) || self.0.supports(op)
+        }
+        fn discard_zeroes(&self) -> bool {
+            true
+        }
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), BackendError> {
+            self.0.read_at(offset, buf)
+        }
+        fn write_at(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), BackendError> {
+            self.0.write_at(offset, data, fua)
+        }
+        fn flush(&self) -> Result<(), BackendError> {
+            self.0.flush()
+        }
+        fn discard(&self, offset: u64, len: u64) -> Result<(), BackendError> {
+            if !self.1 {
+                return Err(BackendError::Unsupported {
+                    op: BackendOp::Discard,
+                });
+            }
+            let _ = (offset, len);
+            Ok(())
+        }
+    }
+    for with_discard in [true, false] {
+        let make = move |c, b| {
+            Ok(Arc::new(KeepsData(MinimalBackend::new(c, b), with_discard))
+                as Arc<dyn BlockBackend>)
+        };
+        let err = Case::DiscardReadsZerosOrOld
+            .run(make, 512)
+            .expect_err("discard_zeroes is a lie");
+        assert!(err.to_string().contains("discard_zeroes"), "{err}");
+    }
+    // The crate's backends keep the promise they make.
+    assert!(memory(CAP, 512).discard_zeroes());
+    assert!(faulty_memory(CAP, 512).discard_zeroes());
+    assert!(!Arc::new(MinimalBackend::new(CAP, 512)).discard_zeroes());
+    let off = FaultyBackend::new(memory(CAP, 512));
+    off.add_fault(Fault::new(
+        Some(BackendOp::Discard),
+        FaultTrigger::Always,
+        FaultKind::Unsupported,
+    ))
+    .unwrap();
+    assert!(
+        !off.discard_zeroes(),
+        "discard switched off: no zeros promised"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // MemoryBackend
 // ---------------------------------------------------------------------------

@@ -134,8 +134,36 @@ fn interop_sg_vpd_decodes_every_page() {
     let text = inhex("sg_vpd", &data(&f.run(0, slu, &vpd(0xB2), &[])), &[]);
     assert_has(&text, "Unmap command supported (LBPU): 1");
     assert_has(&text, "Write same (16) with unmap bit supported (LBPWS): 1");
-    assert_has(&text, "Logical block provisioning read zeros (LBPRZ): 0");
+    // The memory backend reads discarded blocks as zeros (review S17).
+    assert_has(&text, "Logical block provisioning read zeros (LBPRZ): 1");
     assert_has(&text, "Provisioning type: 2 (thin provisioned)");
+    // The ALU (review S9): no provisioning page, no UNMAP limits.
+    let text = inhex("sg_vpd", &data(&f.run(0, f.alu(), &vpd(0x00), &[])), &[]);
+    assert_has(&text, "Block device characteristics (SBC)");
+    assert!(!text.contains("Logical block provisioning"), "{text}");
+    let text = inhex("sg_vpd", &data(&f.run(0, f.alu(), &vpd(0xB0), &[])), &[]);
+    assert_has(&text, "Write same non-zero (WSNZ): 0");
+    assert_has(&text, "Maximum unmap LBA count: 0");
+}
+
+#[test]
+fn interop_sg_inq_decodes_version_descriptors_and_product_ids() {
+    let f = Fixture::new();
+    let v = f.vvol(4);
+    let (_, slu) = f.bind(0, v);
+    for (lun, product) in [(f.alu(), "PROTOCOL ENDPT"), (slu, "VIRTUAL VOLUME")] {
+        let text = inhex("sg_inq", &data(&f.run(0, lun, &INQUIRY, &[])), &["-d"]);
+        assert_has(&text, &format!("Product identification: {product}"));
+        assert_has(&text, "Version descriptors:");
+        for standard in ["SAM-5", "SPC-5", "SBC-4"] {
+            assert_has(&text, &format!("{standard} (no version claimed)"));
+        }
+    }
+    let wlun = data(&f.run(0, REPORT_LUNS_WLUN, &INQUIRY, &[]));
+    let text = inhex("sg_inq", &wlun, &["-d"]);
+    assert_has(&text, "Product identification: VVOL TARGET");
+    assert_has(&text, "SPC-5 (no version claimed)");
+    assert!(!text.contains("SBC-4"), "{text}");
 }
 
 #[test]
@@ -166,6 +194,12 @@ fn interop_sg_luns_decodes_report_luns_data() {
     let e2 = Lun::conglomerate(1, Some(SubsidiaryElement::LongExtendedFlat(166))).unwrap();
     let text = sg("sg_luns", &["--lu_cong", &format!("--test={e2}")]);
     assert_has(&text, "Long extended flat space addressing: lun=166");
+    // An ALU from 256 on is reported in flat space addressing, which a
+    // host decoding LUN 0's inventory (LU_CONG=0) reads as LUN 256
+    // (review S15).
+    let flat = Lun::administrative(256).unwrap();
+    let text = sg("sg_luns", &[&format!("--test={flat}")]);
+    assert_has(&text, "Flat space addressing: lun=256");
     let d = data(&f.run(0, Lun::default(), &report_luns(0x01), &[]));
     let text = sg("sg_luns", &[&format!("--test={}", hex(&d[8..16]))]);
     assert_has(&text, "REPORT LUNS well known logical unit");
@@ -194,7 +228,8 @@ fn interop_sg_decode_sense_reads_our_sense_data() {
     let text = decode_sense(&f.run(0, slu, &[0xEE, 0, 0, 0, 0, 0], &[]));
     assert_has(&text, "Invalid command operation code");
     let text = decode_sense(&f.run(0, slu, &report_luns(0x12), &[]));
-    assert_has(&text, "Not an administrative logical unit");
+    assert_has(&text, "Invalid field in cdb");
+    assert_has(&text, "Error in Command: byte 2 bit 7");
     // A bind behind the PE: REPORTED LUNS DATA HAS CHANGED.
     let v2 = f.vvol(4);
     f.bind(0, v2);

@@ -272,3 +272,61 @@ fn short_element_hex_round_trips() {
         e2
     );
 }
+
+/// Review S15: the administrative LUN in the single-level form SAM-5 4.7.3
+/// gives each range, and both forms decode to the same ALU.
+#[test]
+fn administrative_luns_use_flat_space_from_256() {
+    assert_eq!(Lun::administrative(0).unwrap(), Lun::default());
+    assert_eq!(
+        Lun::administrative(255).unwrap().to_string(),
+        "00ff000000000000"
+    );
+    assert_eq!(
+        Lun::administrative(256).unwrap().to_string(),
+        "4100000000000000"
+    );
+    assert_eq!(
+        Lun::administrative(0x3FFF).unwrap().to_string(),
+        "7fff000000000000"
+    );
+    assert!(matches!(
+        Lun::administrative(0x4000),
+        Err(LunError::ValueTooLarge { .. })
+    ));
+    assert_eq!(
+        Lun::administrative(256).unwrap().decode().unwrap(),
+        vec![LunLevel::Flat(256)]
+    );
+    let flat_slu: Lun = "4100000500000000".parse().unwrap();
+    assert_eq!(
+        flat_slu.decode_addressed().unwrap(),
+        ConglomerateLun {
+            admin: 256,
+            subsidiary: Some(SubsidiaryElement::Simple(5))
+        }
+    );
+    // The strict conglomerate reading still refuses flat space.
+    assert!(flat_slu.decode_conglomerate().is_err());
+    // Logical unit and extended addressing are no administrative element.
+    for text in ["8100000000000000", "c101000000000000", "d200010000000000"] {
+        let lun: Lun = text.parse().unwrap();
+        assert!(lun.decode_addressed().is_err(), "{text}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn both_admin_forms_decode_alike(admin in 0u16..=0x3FFF, sub in proptest::option::of(element())) {
+        let congl = Lun::conglomerate(admin, sub).unwrap();
+        let mut flat = congl.to_bytes();
+        flat[0] |= 0x40;
+        prop_assert_eq!(congl.decode_addressed().unwrap(), congl.decode_conglomerate().unwrap());
+        prop_assert_eq!(Lun(flat).decode_addressed().unwrap(), congl.decode_conglomerate().unwrap());
+        let reported = Lun::administrative(admin).unwrap();
+        prop_assert_eq!(
+            reported.decode_addressed().unwrap(),
+            ConglomerateLun { admin, subsidiary: None }
+        );
+    }
+}

@@ -327,8 +327,14 @@ fn report_luns_select_report_values() {
     assert_eq!(luns(&f.run(1, alu, &report_luns(0x12), &[])), vec![alu, l2]);
     // 10h/11h only at LUN 0 or the W-LUN; 12h only at an ALU.
     check(&f.run(0, alu, &report_luns(0x10), &[]), (5, 0x24, 0));
-    check(&f.run(0, zero, &report_luns(0x12), &[]), (5, 0x20, 0x0D));
-    check(&f.run(0, l1, &report_luns(0x12), &[]), (5, 0x20, 0x0D));
+    // 12h to a LU that is not an ALU: INVALID FIELD IN CDB at byte 2
+    // (review S12: 20h/0Dh is a direct-access-only code, REPORT LUNS is
+    // SPC).
+    for lun in [zero, l1] {
+        let r = f.run(0, lun, &report_luns(0x12), &[]);
+        check(&r, (5, 0x24, 0));
+        assert_eq!(&r.sense[15..18], &[0xCF, 0x00, 0x02], "field pointer");
+    }
     check(&f.run(0, zero, &report_luns(0x03), &[]), (5, 0x24, 0));
     let mut short = report_luns(0);
     short[8] = 0;
@@ -393,8 +399,8 @@ fn read_write_6_10_16_with_fua_and_range_checks() {
     // Synchronize cache.
     good(&f.run(0, slu, &[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]));
     good(&f.run(0, slu, &rw16(0x91, 0, 0), &[]));
-    // A PE has no medium.
-    check(&f.run(0, f.alu(), &read10(0, 1), &[]), (5, 0x20, 0));
+    // A PE's one block reads as zeros (see alu_personality_is_consistent).
+    assert_eq!(good(&f.run(0, f.alu(), &read10(0, 1), &[])), &[0; 512][..]);
 }
 
 #[test]
@@ -741,14 +747,24 @@ fn report_supported_operation_codes() {
     let d = good(&f.run(0, f.alu(), &all, &[])).to_vec();
     let len = u32::from_be_bytes(d[..4].try_into().unwrap()) as usize;
     assert!(
-        !d[4..4 + len].chunks(8).any(|c| c[0] == 0x28),
-        "a PE has no READ"
+        !d[4..4 + len].chunks(8).any(|c| c[0] == 0x2A),
+        "a PE has no WRITE"
     );
     let one = [0xA3, 0x0C, 0x01, 0x88, 0, 0, 0, 0, 0, 64, 0, 0];
     let d = good(&f.run(0, slu, &one, &[])).to_vec();
     assert_eq!(&d[..4], &[0, 3, 0, 16]);
     assert_eq!(d[4], 0x88);
-    assert_eq!(good(&f.run(0, f.alu(), &one, &[]))[1], 1);
+    assert_eq!(
+        good(&f.run(0, f.alu(), &one, &[]))[1],
+        3,
+        "READ(16) on the ALU"
+    );
+    let write16 = [0xA3, 0x0C, 0x01, 0x8A, 0, 0, 0, 0, 0, 64, 0, 0];
+    assert_eq!(
+        good(&f.run(0, f.alu(), &write16, &[]))[1],
+        1,
+        "no WRITE(16)"
+    );
     let with_sa = [0xA3, 0x0C, 0x02, 0x9E, 0, 0x10, 0, 0, 0, 64, 0, 0];
     assert_eq!(good(&f.run(0, slu, &with_sa, &[]))[1], 3);
     let wrong = [0xA3, 0x0C, 0x01, 0x9E, 0, 0, 0, 0, 0, 64, 0, 0];
@@ -950,8 +966,10 @@ fn extended_flat_space_slus_on_a_wide_pe() {
     good(&f.run(0, lun, &write10(0, 1, false), &[3; 512]));
     assert_eq!(good(&f.run(0, lun, &read10(0, 1), &[])), &[3; 512][..]);
     let alu2 = f.target.admin_lun_of(pe2).unwrap();
+    assert_eq!(alu2.to_string(), "412c000000000000", "flat space from 256");
     let d = good(&f.run(0, alu2, &report_luns(0x12), &[])).to_vec();
-    assert_eq!(&d[16..24], &lun.to_bytes());
+    let listed: Vec<&[u8]> = d[8..].chunks(8).collect();
+    assert_eq!(listed, vec![&lun.to_bytes()[..], &alu2.to_bytes()[..]]);
     // The same id in simple addressing is not a LUN this PE accepts.
     let simple = Lun::conglomerate(
         300,
@@ -1068,4 +1086,219 @@ fn get_lba_status_splits_long_extents_without_a_gap() {
         "the written block is mapped"
     );
     assert!(descs[..descs.len() - 1].iter().all(|d| d.2 == 1));
+}
+
+/// Review S9: the PE's ALU is one coherent LU: a 1-block, all-zero,
+/// read-only, fully provisioned disk. Every command RSOC lists for it is
+/// accepted, every other one is INVALID COMMAND OPERATION CODE, and the
+/// capacity, VPD and mode data agree with that.
+#[test]
+fn alu_personality_is_consistent() {
+    let f = Fixture::new();
+    f.ready(0);
+    let alu = f.alu();
+    // READ CAPACITY: one 512-byte block, LBPME=0, LBPRZ=0.
+    let rc10 = [0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    assert_eq!(good(&f.run(0, alu, &rc10, &[])), &[0, 0, 0, 0, 0, 0, 2, 0]);
+    let rc16 = [0x9E, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0];
+    let d = good(&f.run(0, alu, &rc16, &[])).to_vec();
+    assert_eq!(u64::from_be_bytes(d[..8].try_into().unwrap()), 0);
+    assert_eq!(d[14] & 0xC0, 0, "LBPME=0, LBPRZ=0: fully provisioned");
+    // Its block exists and reads as zeros, through READ(6), (10) and (16).
+    assert_eq!(good(&f.run(0, alu, &read10(0, 1), &[])), &[0; 512][..]);
+    assert_eq!(good(&f.run(0, alu, &rw16(0x88, 0, 1), &[])), &[0; 512][..]);
+    assert_eq!(
+        good(&f.run(0, alu, &[0x08, 0, 0, 0, 1, 0], &[])),
+        &[0; 512][..]
+    );
+    check(&f.run(0, alu, &read10(1, 1), &[]), (5, 0x21, 0));
+    check(&f.run(0, alu, &read10(0, 2), &[]), (5, 0x21, 0));
+    // SYNCHRONIZE CACHE: nothing to flush, GOOD; out of range still checked.
+    good(&f.run(0, alu, &[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]));
+    good(&f.run(0, alu, &rw16(0x91, 0, 1), &[]));
+    check(&f.run(0, alu, &rw16(0x91, 1, 1), &[]), (5, 0x21, 0));
+    // No provisioning page: VPD 00h stops at B1h and B2h is refused.
+    let pages = good(&f.run(0, alu, &vpd(0), &[])).to_vec();
+    assert_eq!(&pages[4..], &[0x00, 0x80, 0x83, 0x86, 0xB0, 0xB1]);
+    check(&f.run(0, alu, &vpd(0xB2), &[]), (5, 0x24, 0));
+    // Block limits: no COMPARE AND WRITE, UNMAP or WRITE SAME limits.
+    let b0 = good(&f.run(0, alu, &vpd(0xB0), &[])).to_vec();
+    assert_eq!((b0[4] & 1, b0[5]), (0, 0), "WSNZ, MAX COMPARE AND WRITE");
+    assert!(b0[20..32].iter().all(|&b| b == 0), "UNMAP limits");
+    assert!(b0[36..44].iter().all(|&b| b == 0), "WRITE SAME limit");
+    // MODE SENSE: write protected, one block in the block descriptor.
+    let m = good(&f.run(0, alu, &[0x1A, 0, 0x08, 0, 0xFF, 0], &[])).to_vec();
+    assert_eq!(m[2] & 0x80, 0x80, "WP");
+    assert_eq!(m[3], 8, "block descriptor");
+    assert_eq!(&m[4..8], &1u32.to_be_bytes());
+    // RSOC lists exactly what the ALU accepts.
+    let all = [0xA3, 0x0C, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0];
+    let d = good(&f.run(0, alu, &all, &[])).to_vec();
+    let len = u32::from_be_bytes(d[..4].try_into().unwrap()) as usize;
+    let listed: Vec<(u8, u16)> = d[4..4 + len]
+        .chunks(8)
+        .map(|c| (c[0], u16::from_be_bytes([c[2], c[3]])))
+        .collect();
+    let mut opcodes: Vec<u8> = listed.iter().map(|(o, _)| *o).collect();
+    opcodes.dedup();
+    assert_eq!(
+        opcodes,
+        vec![
+            0x00, 0x03, 0x08, 0x12, 0x15, 0x1A, 0x25, 0x28, 0x35, 0x55, 0x5A, 0x88, 0x91, 0x9E,
+            0xA0, 0xA3
+        ]
+    );
+    assert!(listed.contains(&(0x9E, 0x10)) && !listed.contains(&(0x9E, 0x12)));
+    for (opcode, sa) in &listed {
+        // A CDB of the right length with the service action and a 1-block
+        // (or zero) transfer: never INVALID COMMAND OPERATION CODE.
+        let mut cdb = vec![0u8; vvol::scsi::cdb_len(*opcode).unwrap()];
+        cdb[0] = *opcode;
+        if matches!(opcode, 0x9E | 0xA3) {
+            cdb[1] = *sa as u8;
+        }
+        let r = f.run(0, alu, &cdb, &[]);
+        if r.status == Status::CheckCondition {
+            assert_ne!(kcq(&r), (5, 0x20, 0), "{opcode:#x}/{sa:#x} is listed");
+        }
+    }
+    // Every write and provisioning command: INVALID COMMAND OPERATION CODE.
+    let mut get_lba_status = rw16(0x9E, 0, 64);
+    get_lba_status[1] = 0x12;
+    for cdb in [
+        write10(0, 1, false),
+        vec![0x0A, 0, 0, 0, 1, 0],
+        rw16(0x8A, 0, 1),
+        rw16(0x93, 0, 1),
+        rw16(0x89, 0, 1),
+        vec![0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0],
+        get_lba_status,
+    ] {
+        check(&f.run(0, alu, &cdb, &[0; 1024]), (5, 0x20, 0));
+    }
+}
+
+/// Review S17: LBPRZ=1 (READ CAPACITY(16) and VPD B2h) exactly where the
+/// backend promises that unmapped blocks read as zeros.
+#[test]
+fn lbprz_follows_the_backend_promise() {
+    let f = Fixture::new();
+    let rc16 = [0x9E, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0];
+    let memory = f.vvol(4);
+    let (_, zeroing) = f.bind(0, memory);
+    let plain = crate::support::create_on(
+        &f.plane,
+        f.container,
+        VvolSpec::new(VvolType::Data, 4 * MIB),
+        Arc::new(crate::support::MinimalBackend::new(4 * MIB, 512)),
+        "minimal",
+    );
+    let (_, keeping) = f.bind(0, plain);
+    f.ready(0);
+    let rc = good(&f.run(0, zeroing, &rc16, &[])).to_vec();
+    assert_eq!(rc[14] & 0xC0, 0xC0, "LBPME, LBPRZ on the memory backend");
+    let b2 = good(&f.run(0, zeroing, &vpd(0xB2), &[])).to_vec();
+    assert_eq!(b2[5] & 0x1C, 0x04, "LBPRZ 001b");
+    assert_eq!(b2[5] & 0xC0, 0xC0, "LBPU, LBPWS");
+    // What LBPRZ promises: an unmapped range reads as zeros.
+    good(&f.run(0, zeroing, &write10(0, 256, false), &[0xAB; 256 * 512]));
+    let mut list = vec![0, 22, 0, 16, 0, 0, 0, 0];
+    list.extend_from_slice(&0u64.to_be_bytes());
+    list.extend_from_slice(&256u32.to_be_bytes());
+    list.extend_from_slice(&[0; 4]);
+    good(&f.run(0, zeroing, &[0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], &list));
+    assert_eq!(
+        good(&f.run(0, zeroing, &read10(0, 256), &[])),
+        &[0; 256 * 512][..]
+    );
+    // A backend without discard keeps data on UNMAP: LBPRZ=0.
+    let rc = good(&f.run(0, keeping, &rc16, &[])).to_vec();
+    assert_eq!(rc[14] & 0xC0, 0x80, "LBPME only");
+    let b2 = good(&f.run(0, keeping, &vpd(0xB2), &[])).to_vec();
+    assert_eq!(b2[5] & 0x1C, 0, "LBPRZ 000b");
+}
+
+/// Review S17: version descriptors (SAM-5, SPC-5, SBC-4) in standard
+/// INQUIRY data, and the W-LUN is not named a protocol endpoint.
+#[test]
+fn standard_inquiry_claims_versions_and_names_the_wlun() {
+    let f = Fixture::new();
+    let v = f.vvol(4);
+    let (_, slu) = f.bind(0, v);
+    let version = |d: &[u8], i: usize| u16::from_be_bytes([d[58 + 2 * i], d[59 + 2 * i]]);
+    for lun in [f.alu(), slu] {
+        let d = good(&f.run(0, lun, &INQUIRY, &[])).to_vec();
+        assert_eq!(d.len(), 74);
+        assert_eq!(usize::from(d[4]) + 5, d.len(), "ADDITIONAL LENGTH");
+        assert_eq!(
+            (version(&d, 0), version(&d, 1), version(&d, 2)),
+            (0x00A0, 0x05C0, 0x0600)
+        );
+        assert!((3..8).all(|i| version(&d, i) == 0));
+    }
+    let w = good(&f.run(0, REPORT_LUNS_WLUN, &INQUIRY, &[])).to_vec();
+    assert_eq!(&w[16..32], b"VVOL TARGET     ");
+    assert_eq!(
+        (version(&w, 0), version(&w, 1), version(&w, 2)),
+        (0x00A0, 0x05C0, 0)
+    );
+    // A 36-byte request still gets the first 36 bytes.
+    let short = [0x12, 0, 0, 0, 36, 0];
+    assert_eq!(good(&f.run(0, f.alu(), &short, &[])).len(), 36);
+}
+
+/// Review S15: a PE at LUN 256 or above is reported in flat space
+/// addressing (the single-level form hosts use) and reachable in both
+/// forms SAM-5 gives its number; its SLUs keep the conglomerate form and
+/// also answer behind the flat administrative element.
+#[test]
+fn admin_luns_above_255_are_reported_flat_and_accepted_in_both_forms() {
+    let f = Fixture::new();
+    let naa = Naa::from_parts(COMPANY, 0x5EEF, 1).unwrap();
+    let pe2 = f.plane.add_pe(f.array(), PeSpec::scsi(naa, 256)).unwrap();
+    for h in f.hosts {
+        f.plane.set_pe_context(h, &[f.pe, pe2]).unwrap();
+    }
+    f.target.refresh().unwrap();
+    let h = (0..4)
+        .map(|_| bind_one(&f.plane, f.hosts[0], f.vvol(4), BindContext::Normal))
+        .find(|h| h.pe == pe2)
+        .expect("a binding behind the PE at 256");
+    let flat: Lun = "4100000000000000".parse().unwrap();
+    let simple: Lun = "0100000000000000".parse().unwrap();
+    assert_eq!(f.target.admin_lun_of(pe2), Some(flat));
+    let slu = f.target.lun_of(h).unwrap();
+    assert_eq!(
+        slu.to_string(),
+        format!("0100{:04x}00000000", h.secondary_id.get())
+    );
+    let luns = good(&f.run(0, Lun::default(), &report_luns(0x00), &[])).to_vec();
+    let listed: Vec<&[u8]> = luns[8..].chunks(8).collect();
+    assert!(listed.contains(&&flat.to_bytes()[..]), "{listed:?}");
+    assert!(listed.contains(&&slu.to_bytes()[..]), "{listed:?}");
+    assert!(
+        !listed.contains(&&simple.to_bytes()[..]),
+        "one form is reported"
+    );
+    f.ready(0);
+    for alu in [flat, simple] {
+        let d = good(&f.run(0, alu, &vpd(0x83), &[])).to_vec();
+        assert_eq!(&d[8..24], &naa.to_bytes(), "{alu}");
+        good(&f.run(0, alu, &[0; 6], &[]));
+    }
+    let mut flat_slu = slu.to_bytes();
+    flat_slu[0] |= 0x40;
+    for lun in [slu, Lun(flat_slu)] {
+        good(&f.run(0, lun, &write10(0, 1, false), &[9; 512]));
+        assert_eq!(good(&f.run(0, lun, &read10(0, 1), &[])), &[9; 512][..]);
+    }
+    // Other address methods name nothing.
+    let mut logical_unit = flat.to_bytes();
+    logical_unit[0] = 0x81;
+    assert_eq!(good(&f.run(0, Lun(logical_unit), &INQUIRY, &[]))[0], 0x7F);
+    // ESXi at its default Disk.MaxLUN scans ids below 1024 only.
+    assert_eq!(vvol::ESXI_DEFAULT_MAX_LUN, 1024);
+    assert!(PeSpec::scsi(naa, 1023).scanned_by_default_esxi());
+    assert!(!PeSpec::scsi(naa, 1024).scanned_by_default_esxi());
+    assert!(PeSpec::scsi(naa, vvol::MAX_ADMIN_LUN).validate().is_ok());
 }
