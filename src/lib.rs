@@ -87,19 +87,20 @@ pub use binding::{
     DEFAULT_MAX_RECORD_BYTES, DurableStore, Event, EventKind, FewestBindings, FileStore,
     JOURNAL_VERSION, JournalError, JournalOptions, Limits, LogInfo, MAX_PES, MAX_POLICY_TRIES,
     MAX_RECORD_BYTES, MAX_SNAPSHOT_CHUNKS, PeCandidate, PeSelectionPolicy, RebindReason,
-    SNAPSHOT_CHUNK_BYTES, StatsSnapshot, VasaFault,
+    SNAPSHOT_CHUNK_BYTES, StatsSnapshot, UnbindResults, VasaFault,
 };
 pub use error::Error;
 pub use model::{
     Array, ArrayId, ArraySpec, BackendKey, BindContext, BindHandle, BindingInfo, ConfigError,
-    Container, ContainerId, ContainerSpec, DEFAULT_QUEUE_DEPTH, ESXI_DEFAULT_MAX_LUN, EventId,
-    Generation, Host, HostId, MAX_ADMIN_LUN, MAX_BACKEND_KEY_LEN, MAX_DNS_NAME_LEN,
-    MAX_ECHOED_INPUT, MAX_EXPORT_PATH_LEN, MAX_EXTENDED_FLAT_24_ID, MAX_EXTENDED_FLAT_40_ID,
-    MAX_IEEE_COMPANY_ID, MAX_PATHS_PER_PE, MAX_QUEUE_DEPTH, MAX_SECONDARY_IDS_PER_PE,
-    MAX_SIMPLE_SECONDARY_ID, MIB, MIN_QUEUE_DEPTH, Naa, NfsVersion, ParseError, PeId, PeSpec,
-    PeState, Protocol, ProtocolEndpoint, ScsiPath, SecondaryId, SecondaryIdSpace,
-    SubsidiaryAddressing, Transport, UnbindContext, VVOL_ID_PREFIX, VirtualVolume, VvolId, VvolKey,
-    VvolSpec, VvolType,
+    Container, ContainerId, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT, DEFAULT_QUEUE_DEPTH,
+    ESXI_DEFAULT_MAX_LUN, EventId, Generation, Host, HostId, MAX_ADMIN_LUN, MAX_BACKEND_KEY_LEN,
+    MAX_DNS_NAME_LEN, MAX_ECHOED_INPUT, MAX_EXPORT_PATH_LEN, MAX_EXTENDED_FLAT_24_ID,
+    MAX_EXTENDED_FLAT_40_ID, MAX_IEEE_COMPANY_ID, MAX_OVERCOMMIT_PERCENT, MAX_PATHS_PER_PE,
+    MAX_QUEUE_DEPTH, MAX_SECONDARY_IDS_PER_PE, MAX_SIMPLE_SECONDARY_ID, MAX_VASA_SECONDARY_ID_LEN,
+    MIB, MIN_OVERCOMMIT_PERCENT, MIN_QUEUE_DEPTH, Naa, NfsVersion, ParseError, PeId, PeInBandId,
+    PeSpec, PeState, Protocol, ProtocolEndpoint, SCSI_SECONDARY_ID_LEN, ScsiPath, SecondaryId,
+    SecondaryIdSpace, SubsidiaryAddressing, Transport, UnbindContext, VVOL_ID_PREFIX, VasaHandle,
+    VasaHandleError, VasaSecondaryId, VirtualVolume, VvolId, VvolKey, VvolSpec, VvolType,
 };
 /// The router's slot publish/retire protocol, exposed only to the loom test
 /// (`RUSTFLAGS="--cfg loom" cargo test --release --test loom`).

@@ -416,6 +416,10 @@ impl BlockBackend for FaultyBackend {
         self.inner.allocation(offset, len)
     }
 
+    fn allocated_bytes(&self) -> Option<u64> {
+        self.inner.allocated_bytes()
+    }
+
     fn resize(&self, new_capacity_bytes: u64) -> Result<(), BackendError> {
         self.check(BackendOp::Resize, new_capacity_bytes, 0)?;
         self.inner.resize(new_capacity_bytes)

@@ -584,6 +584,17 @@ impl BlockBackend for FileBackend {
         self.fallocate_or_zero(op, &modes, offset, len)
     }
 
+    /// The file's allocated blocks (`st_blocks` x 512, POSIX `stat`), at
+    /// most the capacity; `None` for a block device or when `fstat` fails.
+    fn allocated_bytes(&self) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        if self.block_device {
+            return None;
+        }
+        let blocks = self.file.metadata().ok()?.blocks();
+        Some(blocks.saturating_mul(512).min(self.capacity_bytes()))
+    }
+
     fn allocation(&self, offset: u64, len: u64) -> Result<Vec<AllocationExtent>, BackendError> {
         let op = BackendOp::Allocation;
         check_range(op, offset, len, self.capacity_bytes())?;

@@ -340,6 +340,10 @@ impl BlockBackend for MemoryBackend {
         Ok(extents)
     }
 
+    fn allocated_bytes(&self) -> Option<u64> {
+        Some(Self::allocated_bytes(self))
+    }
+
     fn resize(&self, new_capacity_bytes: u64) -> Result<(), BackendError> {
         if !new_capacity_bytes.is_multiple_of(u64::from(self.block_size)) {
             return Err(BackendError::Misaligned {

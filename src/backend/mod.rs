@@ -192,6 +192,16 @@ pub trait BlockBackend: Send + Sync + std::fmt::Debug + 'static {
         })
     }
 
+    /// How many bytes of storage the backend holds for the volume (thin
+    /// allocation), or `None` when it cannot tell (the default body). A
+    /// container reports the sum over its vVols
+    /// ([`Container::allocated_bytes`](crate::Container::allocated_bytes)),
+    /// counting a `None` as the vVol's whole capacity. Called without any
+    /// lock of the control plane held.
+    fn allocated_bytes(&self) -> Option<u64> {
+        None
+    }
+
     /// Changes the capacity to `new_capacity_bytes` (a multiple of the
     /// logical block size). Growing exposes zeros.
     ///

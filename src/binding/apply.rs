@@ -280,7 +280,9 @@ impl State {
                     .used_bytes
                     .checked_add(*capacity_bytes)
                     .ok_or(invalid("container usage overflows"))?;
-                if used > c.spec.quota_bytes() || *capacity_bytes > c.spec.max_vvol_bytes() {
+                if used > c.spec.provisioning_limit_bytes()
+                    || *capacity_bytes > c.spec.max_vvol_bytes()
+                {
                     return Err(invalid("vVol over its container's quota"));
                 }
                 if self.vvols.contains_key(id) {
@@ -358,7 +360,9 @@ impl State {
                     .checked_sub(old)
                     .and_then(|u| u.checked_add(*capacity_bytes))
                     .ok_or(invalid("container usage overflows"))?;
-                if used > c.spec.quota_bytes() || *capacity_bytes > c.spec.max_vvol_bytes() {
+                if used > c.spec.provisioning_limit_bytes()
+                    || *capacity_bytes > c.spec.max_vvol_bytes()
+                {
                     return Err(invalid("vVol over its container's quota"));
                 }
                 let core = Arc::clone(&v.core);

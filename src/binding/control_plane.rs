@@ -493,8 +493,10 @@ fn check_fits(
             max_vvol_bytes: c.spec.max_vvol_bytes(),
         });
     }
+    // The quota is logical: thin vVols may provision up to the over-commit
+    // ratio times the capacity (`ContainerSpec::provisioning_limit_bytes`).
     let others = c.used_bytes.saturating_sub(current);
-    let available = c.spec.quota_bytes().saturating_sub(others);
+    let available = c.spec.provisioning_limit_bytes().saturating_sub(others);
     if requested > available {
         return Err(ControlError::QuotaExceeded {
             container: id,

@@ -2,8 +2,8 @@
 
 use crate::backend::BackendError;
 use crate::model::{
-    ArrayId, BindHandle, ConfigError, ContainerId, EventId, HostId, Naa, PeId, PeState, Protocol,
-    VvolId,
+    ArrayId, BindHandle, ConfigError, ContainerId, EventId, Generation, HostId, Naa, PeId,
+    PeInBandId, PeState, Protocol, VasaHandleError, VvolId,
 };
 
 /// The VASA 2.x fault a [`ControlError`] corresponds to.
@@ -100,6 +100,49 @@ pub enum ControlError {
     /// No binding has this handle's secondary id and generation.
     #[error("no binding {0}")]
     BindingNotFound(BindHandle),
+    /// The handle's slot is bound again under a newer generation: the
+    /// handle is from an earlier binding.
+    #[error("{handle} is stale: the slot is at generation {current}")]
+    StaleGeneration {
+        /// The stale handle.
+        handle: BindHandle,
+        /// The slot's generation now.
+        current: Generation,
+    },
+    /// A malformed or oversized VASA handle part.
+    #[error(transparent)]
+    VasaHandle(#[from] VasaHandleError),
+    /// No PE of the plane has this in-band id (VASA InvalidArgument, as
+    /// Huawei's VP answers an unknown PE on unbind).
+    #[error("no PE has in-band id {0}")]
+    UnknownPeInBandId(PeInBandId),
+    /// The VASA handle's secondary id names no binding of its vVol that the
+    /// host holds on the PE (VASA NotFound).
+    #[error("{host} holds no binding of vVol {vvol} at {secondary_id:?} on {pe}")]
+    VasaHandleNotFound {
+        /// The host.
+        host: HostId,
+        /// The handle's vVol.
+        vvol: VvolId,
+        /// The PE its in-band id names.
+        pe: PeId,
+        /// The handle's `vvolSecondaryId`, cut to
+        /// [`MAX_ECHOED_INPUT`](crate::MAX_ECHOED_INPUT) characters.
+        secondary_id: String,
+    },
+    /// An NFS handle's path names several bindings the host holds (a
+    /// rebind that landed on the same PE): the path cannot tell them apart.
+    #[error("{host} holds {bindings} bindings of vVol {vvol} on {pe}; the NFS path is ambiguous")]
+    AmbiguousVasaHandle {
+        /// The host.
+        host: HostId,
+        /// The vVol.
+        vvol: VvolId,
+        /// The PE.
+        pe: PeId,
+        /// How many bindings match.
+        bindings: usize,
+    },
     /// A name that is already taken.
     #[error("{what} name {name:?} is already used")]
     DuplicateName {
@@ -288,7 +331,10 @@ impl ControlError {
             | E::VvolTooLarge { .. }
             | E::Shrink { .. }
             | E::BackendBlockSize { .. }
-            | E::PeStateConflict { .. } => VasaFault::InvalidArgument,
+            | E::PeStateConflict { .. }
+            | E::VasaHandle(_)
+            | E::UnknownPeInBandId(_)
+            | E::AmbiguousVasaHandle { .. } => VasaFault::InvalidArgument,
             E::TooMany { .. } | E::BatchTooLarge { .. } | E::BindCountOverflow { .. } => {
                 VasaFault::TooMany
             }
@@ -298,7 +344,9 @@ impl ControlError {
             | E::HostNotFound(_)
             | E::VvolNotFound(_)
             | E::HandleNotFound { .. }
-            | E::BindingNotFound(_) => VasaFault::NotFound,
+            | E::BindingNotFound(_)
+            | E::StaleGeneration { .. }
+            | E::VasaHandleNotFound { .. } => VasaFault::NotFound,
             E::VvolBound { .. }
             | E::HostBoundOnPe { .. }
             | E::PeBound { .. }

@@ -20,6 +20,7 @@ mod mutate;
 mod policy;
 mod queries;
 mod state;
+mod vasa;
 
 pub use bind::{BindResults, MAX_POLICY_TRIES};
 pub use control_plane::{ControlPlane, MAX_PES};
@@ -37,3 +38,4 @@ pub(crate) use journal::{frame, split};
 pub use limits::Limits;
 pub use policy::{FewestBindings, PeCandidate, PeSelectionPolicy};
 pub use queries::StatsSnapshot;
+pub use vasa::UnbindResults;

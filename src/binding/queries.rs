@@ -9,7 +9,7 @@ use super::state::{BindingKey, State};
 use crate::backend::BlockBackend;
 use crate::model::{
     Array, ArrayId, BindHandle, BindingInfo, Container, ContainerId, EventId, Host, HostId, PeId,
-    ProtocolEndpoint, Transport, VirtualVolume, VvolId, VvolKey, VvolType,
+    ProtocolEndpoint, VirtualVolume, VvolId, VvolKey,
 };
 use crate::router::{PeStats, VvolStats};
 
@@ -68,14 +68,16 @@ impl ControlPlane {
         Ok(self.lock().array(id)?.pes.iter().copied().collect())
     }
 
-    /// A snapshot of a container.
+    /// A snapshot of a container, with both its provisioned bytes (the sum
+    /// of its vVols' capacities, which the quota admits against) and its
+    /// allocated bytes (what the backends hold). O(vVols of the container).
     ///
     /// # Errors
     /// [`ControlError::ContainerNotFound`].
     pub fn container(&self, id: ContainerId) -> Result<Container, ControlError> {
         let st = self.lock();
         let c = st.container(id)?;
-        Ok(Container {
+        let snapshot = Container {
             id,
             array: c.array,
             name: c.spec.name().to_owned(),
@@ -83,7 +85,32 @@ impl ControlPlane {
             quota_bytes: c.spec.quota_bytes(),
             max_vvol_bytes: c.spec.max_vvol_bytes(),
             used_bytes: c.used_bytes,
+            provisioned_bytes: c.used_bytes,
+            allocated_bytes: 0,
+            overcommit_percent: c.spec.overcommit_percent(),
+            provisioning_limit_bytes: c.spec.provisioning_limit_bytes(),
             vvols: c.vvols,
+        };
+        let cores: Vec<Arc<crate::router::VolumeCore>> = st
+            .vvols
+            .values()
+            .filter(|v| v.container == id)
+            .map(|v| Arc::clone(&v.core))
+            .collect();
+        // Backends are asked without the plane's lock (no lock is held
+        // across a backend call).
+        drop(st);
+        let allocated_bytes = cores
+            .iter()
+            .map(|core| {
+                core.backend
+                    .allocated_bytes()
+                    .map_or(core.capacity_bytes(), |a| a.min(core.capacity_bytes()))
+            })
+            .fold(0u64, u64::saturating_add);
+        Ok(Container {
+            allocated_bytes,
+            ..snapshot
         })
     }
 
@@ -216,30 +243,15 @@ impl ControlPlane {
     /// binding has this secondary id and generation.
     pub fn vasa_secondary_id(&self, handle: BindHandle) -> Result<String, ControlError> {
         let st = self.lock();
-        let pe = st.pe(handle.pe)?;
+        st.pe(handle.pe)?;
+        let key = (handle.pe, handle.secondary_id);
         let b = st
             .bindings
-            .get(&(handle.pe, handle.secondary_id))
+            .get(&key)
             .filter(|b| b.generation == handle.generation)
             .ok_or(ControlError::BindingNotFound(handle))?;
-        Ok(match pe.spec.transport() {
-            Transport::Scsi { .. } => {
-                let lun = pe
-                    .spec
-                    .secondary_ids()
-                    .addressing()
-                    .subsidiary_lun(handle.secondary_id)
-                    .expect("secondary ids are handed out inside the PE's addressing");
-                let mut text: String = lun.iter().map(|b| format!("{b:02X}")).collect();
-                text.push('h');
-                text
-            }
-            Transport::Nfs { .. } => {
-                let v = &st.vvols[&b.vvol];
-                let container = st.containers[&v.container].spec.name();
-                let dir = if v.vtype == VvolType::Config { "/" } else { "" };
-                format!("{container}/{}{dir}", b.vvol)
-            }
+        super::vasa::secondary_id_text(&st, key, b).ok_or(ControlError::Internal {
+            reason: "a bound secondary id outside its PE's addressing",
         })
     }
 

@@ -321,7 +321,7 @@ impl State {
             if c.used_bytes != bytes || c.vvols != n {
                 return Err("container usage does not add up");
             }
-            if bytes > c.spec.quota_bytes() {
+            if bytes > c.spec.provisioning_limit_bytes() {
                 return Err("container over its quota");
             }
         }

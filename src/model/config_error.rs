@@ -98,6 +98,16 @@ pub enum ConfigError {
         /// The rejected maximum vVol size in bytes.
         max_vvol_bytes: u64,
     },
+    /// A container over-commit ratio outside its range.
+    #[error("over-commit {percent} % is outside {min}..={max} %")]
+    BadOvercommit {
+        /// The ratio given, in percent.
+        percent: u32,
+        /// The smallest allowed.
+        min: u32,
+        /// The largest allowed.
+        max: u32,
+    },
     /// A backend key that is empty or too long.
     #[error("a backend key must be 1 to {max} bytes, got {len}")]
     BadBackendKey {

@@ -12,13 +12,17 @@ mod naa;
 mod parse_error;
 mod protocol_endpoint;
 mod secondary_ids;
+mod vasa_handle;
 mod virtual_volume;
 
 pub use array::{Array, ArraySpec};
 pub use backend_key::{BackendKey, MAX_BACKEND_KEY_LEN};
 pub use config_error::ConfigError;
 pub(crate) use config_error::check_name;
-pub use container::{Container, ContainerSpec, Protocol};
+pub use container::{
+    Container, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT, MAX_OVERCOMMIT_PERCENT,
+    MIN_OVERCOMMIT_PERCENT, Protocol,
+};
 pub use handle::{BindContext, BindHandle, BindingInfo, UnbindContext};
 pub use host::Host;
 pub use ids::{
@@ -35,6 +39,10 @@ pub use protocol_endpoint::{
 pub use secondary_ids::{
     MAX_EXTENDED_FLAT_24_ID, MAX_EXTENDED_FLAT_40_ID, MAX_SECONDARY_IDS_PER_PE,
     MAX_SIMPLE_SECONDARY_ID, SecondaryIdSpace, SubsidiaryAddressing,
+};
+pub use vasa_handle::{
+    MAX_VASA_SECONDARY_ID_LEN, PeInBandId, SCSI_SECONDARY_ID_LEN, VasaHandle, VasaHandleError,
+    VasaSecondaryId,
 };
 pub(crate) use virtual_volume::check_capacity;
 pub use virtual_volume::{VirtualVolume, VvolSpec, VvolType};

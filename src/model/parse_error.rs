@@ -41,6 +41,6 @@ impl ParseError {
     }
 }
 
-fn echo(input: &str) -> String {
+pub(crate) fn echo(input: &str) -> String {
     input.chars().take(MAX_ECHOED_INPUT).collect()
 }

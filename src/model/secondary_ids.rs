@@ -54,6 +54,45 @@ impl SubsidiaryAddressing {
     }
 }
 
+impl SubsidiaryAddressing {
+    /// The inverse of [`subsidiary_lun`](Self::subsidiary_lun): the
+    /// secondary id an 8-byte LUN with bytes 0-1 zero carries in this
+    /// addressing (SAM-5 4.7.7: simple, `D2h` extended flat space, `E2h`
+    /// long extended flat space). `None` for another address method, bytes
+    /// beyond the element not zero, or id 0 (the administrative LU itself).
+    #[must_use]
+    pub const fn secondary_id_of(self, lun: [u8; 8]) -> Option<SecondaryId> {
+        if lun[0] != 0 || lun[1] != 0 {
+            return None;
+        }
+        let v = match self {
+            Self::Simple => {
+                if lun[2] >> 6 != 0 || lun[4] != 0 || lun[5] != 0 || lun[6] != 0 || lun[7] != 0 {
+                    return None;
+                }
+                ((lun[2] as u64 & 0x3F) << 8) | lun[3] as u64
+            }
+            Self::ExtendedFlat24 => {
+                if lun[2] != 0xD2 || lun[6] != 0 || lun[7] != 0 {
+                    return None;
+                }
+                ((lun[3] as u64) << 16) | ((lun[4] as u64) << 8) | lun[5] as u64
+            }
+            Self::ExtendedFlat40 => {
+                if lun[2] != 0xE2 {
+                    return None;
+                }
+                ((lun[3] as u64) << 32)
+                    | ((lun[4] as u64) << 24)
+                    | ((lun[5] as u64) << 16)
+                    | ((lun[6] as u64) << 8)
+                    | lun[7] as u64
+            }
+        };
+        if v == 0 { None } else { Some(SecondaryId(v)) }
+    }
+}
+
 /// The range of secondary ids a PE hands out, and how SCSI encodes them.
 ///
 /// The default is ids `1..=16383` in simple addressing: 0 addresses the PE

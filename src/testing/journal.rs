@@ -24,7 +24,9 @@
 //! ```
 
 use crate::binding::{ControlPlane, JournalOptions, Limits, MemStore, frame, split};
-use crate::model::{BindContext, Naa, PeSpec, UnbindContext, VvolSpec, VvolType};
+use crate::model::{
+    BindContext, ContainerSpec, Naa, PeSpec, Protocol, UnbindContext, VvolSpec, VvolType,
+};
 
 /// Most edits [`apply_edits`] applies from one input (the rest is ignored),
 /// so one input costs bounded work.
@@ -65,12 +67,24 @@ pub fn sample_journal() -> Result<Vec<u8>, crate::Error> {
     plane.bind(h1, &vm_c, BindContext::Normal)?;
     plane.drain_pe(topo.pes[1])?;
     plane.fail_pe(topo.pes[2])?;
+    // A thin container (over-commit) in the snapshot and one in a record.
+    plane.add_container(
+        topo.arrays[0],
+        ContainerSpec::new("thin", Protocol::Scsi, 1 << 40).with_overcommit_percent(400),
+    )?;
     plane.compact_journal()?;
+    plane.add_container(
+        topo.arrays[1],
+        ContainerSpec::new("thin-nfs", Protocol::Nfs, 1 << 40).with_overcommit_percent(250),
+    )?;
     // Records after the snapshot.
     let handles = plane.bind(h0, &vm_a, BindContext::Normal)?;
+    let mut vasa = Vec::new();
     for handle in handles.into_iter().flatten() {
-        plane.unbind(h0, handle, UnbindContext::Normal)?;
+        vasa.push(plane.vasa_handle(h0, handle)?);
     }
+    // A batched unbind (VASA unbindVirtualVolume): one Unbind record.
+    plane.unbind_batch(h0, &vasa, UnbindContext::Normal)?;
     plane.restore_pe(topo.pes[2])?;
     let extra = plane.add_host("esx-03")?;
     plane.set_pe_context(extra, &topo.pes[..1])?;

@@ -32,3 +32,4 @@ mod scsi_lun;
 mod scsi_multipath;
 #[cfg(feature = "scsi")]
 mod scsi_target;
+mod vasa;

@@ -189,6 +189,10 @@ impl<'a> Reader<'a> {
             reason: "name is not UTF-8",
         })
     }
+    /// Whether every byte has been read (optional trailing sections).
+    pub(crate) fn at_end(&self) -> bool {
+        self.at == self.buf.len()
+    }
     pub(crate) fn finish(&self) -> Result<(), JournalError> {
         if self.at == self.buf.len() {
             Ok(())

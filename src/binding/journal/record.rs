@@ -10,8 +10,8 @@ use super::fields::{
     put_array_spec, put_container_spec, put_pe_spec, vtype_code, vtype_from,
 };
 use crate::model::{
-    ArrayId, ArraySpec, BackendKey, ContainerId, ContainerSpec, Generation, HostId, PeId, PeSpec,
-    PeState, SecondaryId, VvolId, VvolKey, VvolType,
+    ArrayId, ArraySpec, BackendKey, ContainerId, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT,
+    Generation, HostId, PeId, PeSpec, PeState, SecondaryId, VvolId, VvolKey, VvolType,
 };
 
 /// One item of a bind call, as decided.
@@ -117,10 +117,13 @@ enum Tag {
     Unbind = 13,
     SetPeState = 14,
     IdSeed = 15,
+    /// [`Record::AddContainer`] of a container whose over-commit is not the
+    /// default (tag 2 records restore with the default).
+    AddContainerOvercommit = 16,
 }
 
 impl Tag {
-    const ALL: [Self; 15] = [
+    const ALL: [Self; 16] = [
         Self::AddArray,
         Self::AddContainer,
         Self::RemoveContainer,
@@ -136,6 +139,7 @@ impl Tag {
         Self::Unbind,
         Self::SetPeState,
         Self::IdSeed,
+        Self::AddContainerOvercommit,
     ];
 
     fn from_u8(b: u8) -> Option<Self> {
@@ -189,7 +193,13 @@ impl Record {
     fn tag(&self) -> Tag {
         match self {
             Self::AddArray { .. } => Tag::AddArray,
-            Self::AddContainer { .. } => Tag::AddContainer,
+            Self::AddContainer { spec, .. } => {
+                if spec.overcommit_percent() == DEFAULT_OVERCOMMIT_PERCENT {
+                    Tag::AddContainer
+                } else {
+                    Tag::AddContainerOvercommit
+                }
+            }
             Self::RemoveContainer(_) => Tag::RemoveContainer,
             Self::AddPe { .. } => Tag::AddPe,
             Self::RemovePe(_) => Tag::RemovePe,
@@ -219,6 +229,9 @@ impl Record {
                 w.u32(id.0);
                 w.u32(array.0);
                 put_container_spec(&mut w, spec);
+                if spec.overcommit_percent() != DEFAULT_OVERCOMMIT_PERCENT {
+                    w.u32(spec.overcommit_percent());
+                }
             }
             Self::RemoveContainer(id) => w.u32(id.0),
             Self::AddPe { id, array, spec } => {
@@ -328,6 +341,11 @@ impl Record {
                 id: ContainerId(r.u32()?),
                 array: ArrayId(r.u32()?),
                 spec: get_container_spec(&mut r)?,
+            },
+            Tag::AddContainerOvercommit => Self::AddContainer {
+                id: ContainerId(r.u32()?),
+                array: ArrayId(r.u32()?),
+                spec: get_container_spec(&mut r)?.with_overcommit_percent(r.u32()?),
             },
             Tag::RemoveContainer => Self::RemoveContainer(ContainerId(r.u32()?)),
             Tag::AddPe => Self::AddPe {
@@ -493,6 +511,12 @@ mod tests {
                 state: PeState::Drained,
             },
             Record::IdSeed(None),
+            Record::AddContainer {
+                id: ContainerId(3),
+                array: ArrayId(1),
+                spec: ContainerSpec::new("thin", Protocol::Nfs, 1 << 30)
+                    .with_overcommit_percent(400),
+            },
         ];
         assert_eq!(records.len(), Tag::ALL.len());
         for rec in records {

@@ -11,9 +11,12 @@ use super::fields::{
 };
 use super::record::{get_backend_key, put_backend_key};
 use crate::model::{
-    ArrayId, ArraySpec, BackendKey, ContainerId, ContainerSpec, Generation, HostId, PeId, PeSpec,
-    PeState, SecondaryId, VvolId, VvolKey, VvolType,
+    ArrayId, ArraySpec, BackendKey, ContainerId, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT,
+    Generation, HostId, PeId, PeSpec, PeState, SecondaryId, VvolId, VvolKey, VvolType,
 };
+
+/// Tag of the optional snapshot section with the containers' over-commit.
+const SECTION_OVERCOMMIT: u8 = 1;
 
 /// Magic bytes opening a snapshot.
 const SNAPSHOT_MAGIC: &[u8; 8] = b"VVOLSNP\0";
@@ -185,6 +188,22 @@ impl Snapshot {
                 }
             }
         }
+        // Optional trailing section (absent in older snapshots): the
+        // over-commit of every container whose ratio is not the default.
+        let thin: Vec<(ContainerId, u32)> = self
+            .containers
+            .iter()
+            .filter(|(_, _, spec)| spec.overcommit_percent() != DEFAULT_OVERCOMMIT_PERCENT)
+            .map(|(id, _, spec)| (*id, spec.overcommit_percent()))
+            .collect();
+        if !thin.is_empty() {
+            w.u8(SECTION_OVERCOMMIT);
+            w.usize(thin.len());
+            for (id, percent) in thin {
+                w.u32(id.0);
+                w.u32(percent);
+            }
+        }
         w.buf
     }
 
@@ -291,6 +310,21 @@ impl Snapshot {
                 backend_key,
                 bindings,
             });
+        }
+        if !r.at_end() {
+            if r.u8()? != SECTION_OVERCOMMIT {
+                return Err(super::fields::bad("unknown snapshot section"));
+            }
+            for _ in 0..r.count(8)? {
+                let id = ContainerId(r.u32()?);
+                let percent = r.u32()?;
+                let (_, _, spec) = s
+                    .containers
+                    .iter_mut()
+                    .find(|(c, _, _)| *c == id)
+                    .ok_or_else(|| super::fields::bad("over-commit of an unknown container"))?;
+                *spec = spec.clone().with_overcommit_percent(percent);
+            }
         }
         r.finish()?;
         Ok(s)
