@@ -71,4 +71,6 @@ pub use multipath::{
 };
 pub use report_luns::MIN_REPORT_LUNS_ALLOCATION;
 pub use sense::{FIXED_SENSE_LEN, FieldPointer, Sense, SenseKey, Status};
-pub use target::{ItNexus, ScsiResponse, ScsiTarget, WRITE_LOCK_STRIPES, derive_vvol_naa};
+pub use target::{
+    InitiatorPortId, ItNexus, ScsiResponse, ScsiTarget, WRITE_LOCK_STRIPES, derive_vvol_naa,
+};

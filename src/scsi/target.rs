@@ -22,22 +22,51 @@ use crate::{BackendError, ControlPlane, RouteError, Router};
 /// Lock stripes serializing COMPARE AND WRITE against writes to one vVol.
 pub const WRITE_LOCK_STRIPES: usize = 64;
 
-/// An I_T nexus: the host (initiator port) and the relative target port it
-/// reaches the array through.
+/// Identifies one initiator port of a host, as the transport that created
+/// the nexus numbers them (an iSCSI transport gives each (initiator name,
+/// ISID) its own id; in-process callers use [`InitiatorPortId::DEFAULT`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InitiatorPortId(pub u32);
+
+impl InitiatorPortId {
+    /// The initiator port [`ItNexus::new`] uses.
+    pub const DEFAULT: Self = Self(0);
+}
+
+/// An I_T nexus (SAM-5 4.6.1): an initiator port of a host and the
+/// relative target port it reaches the array through. One host with several
+/// initiator ports or several paths has several nexuses; unit attentions,
+/// mode parameters, task sets and reservation registrations are kept per
+/// nexus (or per nexus and LU, as SPC-5 keys them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ItNexus {
-    /// The host sending commands.
+    /// The host the initiator port belongs to.
     pub host: HostId,
+    /// The initiator port of that host.
+    pub initiator: InitiatorPortId,
     /// The relative target port (as in [`ScsiPath`](crate::ScsiPath)).
     pub relative_target_port: u16,
 }
 
 impl ItNexus {
-    /// The nexus of `host` through `relative_target_port`.
+    /// The nexus of `host`'s default initiator port through
+    /// `relative_target_port`.
     #[must_use]
     pub const fn new(host: HostId, relative_target_port: u16) -> Self {
+        Self::with_initiator(host, InitiatorPortId::DEFAULT, relative_target_port)
+    }
+
+    /// The nexus of `host`'s initiator port `initiator` through
+    /// `relative_target_port`.
+    #[must_use]
+    pub const fn with_initiator(
+        host: HostId,
+        initiator: InitiatorPortId,
+        relative_target_port: u16,
+    ) -> Self {
         Self {
             host,
+            initiator,
             relative_target_port,
         }
     }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use vvol::backend::{BackendOp, Fault, FaultKind, FaultTrigger, FaultyBackend, MemoryBackend};
 use vvol::scsi::{
-    AluaState, ItNexus, Lun, REPORT_LUNS_WLUN, ScsiResponse, ScsiTarget, Status, derive_vvol_naa,
+    AluaState, InitiatorPortId, ItNexus, Lun, REPORT_LUNS_WLUN, ScsiResponse, ScsiTarget, Status,
+    derive_vvol_naa,
 };
 use vvol::{
     ArraySpec, BindContext, BindHandle, ContainerSpec, ControlPlane, HostId, Limits, Naa, PeId,
@@ -181,6 +182,13 @@ fn power_on_unit_attention_once_and_not_on_inquiry() {
     let other = ItNexus::new(f.hosts[0], 2);
     let r = f.target.execute(other, alu, &[0; 6], &[]);
     check(&r, (6, 0x29, 0));
+    // So is another initiator port of the same host on the same port.
+    let second_port = ItNexus::with_initiator(f.hosts[0], InitiatorPortId(7), 1);
+    check(
+        &f.target.execute(second_port, alu, &[0; 6], &[]),
+        (6, 0x29, 0),
+    );
+    good(&f.target.execute(second_port, alu, &[0; 6], &[]));
     // REQUEST SENSE returns a pending UA as data with GOOD and clears it.
     f.target.reset();
     let r = f.run(0, alu, &[0x03, 0, 0, 0, 18, 0], &[]);
