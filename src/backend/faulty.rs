@@ -386,6 +386,15 @@ impl BlockBackend for FaultyBackend {
         self.supports(BackendOp::Discard) && self.inner.discard_zeroes()
     }
 
+    /// The inner backend's, while discard is not switched off.
+    fn discard_granularity(&self) -> u64 {
+        if self.supports(BackendOp::Discard) {
+            self.inner.discard_granularity()
+        } else {
+            0
+        }
+    }
+
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), BackendError> {
         self.check(BackendOp::Read, offset, buf.len() as u64)?;
         self.inner.read_at(offset, buf)

@@ -495,6 +495,23 @@ impl BlockBackend for FileBackend {
         !self.read_only
     }
 
+    /// A regular file's preferred I/O block (`st_blksize`, POSIX `stat`):
+    /// the unit in which Linux file systems punch holes. `0` for a block
+    /// device, a read-only backend, or a size that is not a multiple of the
+    /// logical block.
+    fn discard_granularity(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        if self.block_device || self.read_only {
+            return 0;
+        }
+        match self.file.metadata() {
+            Ok(m) if m.blksize() > 0 && m.blksize() % u64::from(self.block_size) == 0 => {
+                m.blksize()
+            }
+            _ => 0,
+        }
+    }
+
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), BackendError> {
         let op = BackendOp::Read;
         self.check(op, offset, buf.len() as u64)?;

@@ -237,6 +237,11 @@ impl BlockBackend for MemoryBackend {
         true
     }
 
+    /// Discard frees whole chunks of [`CHUNK_SIZE`](Self::CHUNK_SIZE).
+    fn discard_granularity(&self) -> u64 {
+        Self::CHUNK_SIZE
+    }
+
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), BackendError> {
         check_range(
             BackendOp::Read,

@@ -150,6 +150,20 @@ pub trait BlockBackend: Send + Sync + std::fmt::Debug + 'static {
         false
     }
 
+    /// The size, in bytes, of the units a [`discard`](Self::discard)
+    /// deallocates, aligned from offset 0: a discard covering whole units
+    /// frees them ([`allocation`](Self::allocation) no longer reports them
+    /// allocated), while the parts of a unit it covers are zeroed or kept
+    /// but stay allocated. `0` (the default) when the backend does not know.
+    ///
+    /// The SCSI target reports it as OPTIMAL UNMAP GRANULARITY (SBC-4
+    /// 6.6.4), so that hosts send discards that free space. When non-zero
+    /// it is a multiple of the logical block size and the backend supports
+    /// [`BackendOp::Discard`] (the conformance kit checks both).
+    fn discard_granularity(&self) -> u64 {
+        0
+    }
+
     /// Tells the backend the range is no longer needed. Afterwards the range
     /// reads as zeros or as its old contents ([`discard_zeroes`](Self::discard_zeroes)
     /// says which the backend guarantees); [`write_zeroes`](Self::write_zeroes)

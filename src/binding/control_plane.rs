@@ -216,19 +216,46 @@ impl ControlPlane {
     /// [`ControlError::ArrayNotFound`], [`ControlError::Config`],
     /// [`ControlError::TooMany`] (PE ids are never reused, so this counts
     /// every PE ever added), [`ControlError::DuplicateNaa`],
-    /// [`ControlError::DuplicateAdminLun`].
+    /// [`ControlError::DuplicateAdminLun`], [`ControlError::PortGroupMismatch`]
+    /// when a relative target port of the PE is in another target port
+    /// group on another PE of the array (a port belongs to one group: SPC-5
+    /// 5.16.2.1).
     pub fn add_pe(&self, array: ArrayId, spec: PeSpec) -> Result<PeId, ControlError> {
         spec.validate()?;
         let st = self.lock();
         st.array(array)?;
-        if let Transport::Scsi { naa, admin_lun, .. } = spec.transport() {
+        if let Transport::Scsi {
+            naa,
+            admin_lun,
+            paths,
+        } = spec.transport()
+        {
             for (id, pe) in &st.pes {
                 if let Transport::Scsi {
                     naa: other_naa,
                     admin_lun: other_lun,
-                    ..
+                    paths: other_paths,
                 } = pe.spec.transport()
                 {
+                    if pe.array == array
+                        && let Some((path, other)) = paths.iter().find_map(|p| {
+                            other_paths
+                                .iter()
+                                .find(|o| {
+                                    o.relative_target_port == p.relative_target_port
+                                        && o.target_port_group != p.target_port_group
+                                })
+                                .map(|o| (p, o))
+                        })
+                    {
+                        return Err(ControlError::PortGroupMismatch {
+                            array,
+                            relative_target_port: path.relative_target_port,
+                            target_port_group: path.target_port_group,
+                            existing: *id,
+                            existing_group: other.target_port_group,
+                        });
+                    }
                     if other_naa == naa {
                         return Err(ControlError::DuplicateNaa {
                             naa: *naa,

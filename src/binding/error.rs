@@ -169,6 +169,24 @@ pub enum ControlError {
         /// The PE using it.
         existing: PeId,
     },
+    /// A relative target port already belongs to another target port group
+    /// on another PE of the array.
+    #[error(
+        "relative target port {relative_target_port} of {array} is in target port group \
+         {existing_group} on {existing}, not in group {target_port_group}"
+    )]
+    PortGroupMismatch {
+        /// The array.
+        array: ArrayId,
+        /// The port.
+        relative_target_port: u16,
+        /// The group the new PE puts it in.
+        target_port_group: u16,
+        /// The PE that has it already.
+        existing: PeId,
+        /// The group it has there.
+        existing_group: u16,
+    },
     /// A vVol id already in use.
     #[error("vVol {0} already exists")]
     DuplicateVvol(VvolId),
@@ -326,6 +344,7 @@ impl ControlError {
             | E::DuplicateName { .. }
             | E::DuplicateNaa { .. }
             | E::DuplicateAdminLun { .. }
+            | E::PortGroupMismatch { .. }
             | E::DuplicateVvol(_)
             | E::PeCannotServe { .. }
             | E::VvolTooLarge { .. }

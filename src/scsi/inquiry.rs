@@ -8,7 +8,7 @@ use super::limits::{
     MAX_WRITE_SAME_BLOCKS,
 };
 use super::sense::SenseKey;
-use super::target::{CmdResult, Ctx, Lu, PeInfo};
+use super::target::{CmdResult, Ctx, Fail, Lu, PeInfo, Slu};
 
 /// Length of the standard INQUIRY data this target returns: through the
 /// eight VERSION DESCRIPTOR fields (bytes 58-73, SPC-5 6.7.2).
@@ -131,6 +131,21 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The backend's discard granularity in logical blocks (0 when unknown or
+/// not a whole number of blocks), capped to the field's 32 bits.
+fn unmap_granularity_blocks(ctx: &Ctx<'_>, s: &Slu) -> Result<u32, Fail> {
+    let bytes = ctx
+        .target
+        .router
+        .discard_granularity(ctx.nexus.host, s.handle)
+        .map_err(|e| ctx.route(e, false))?;
+    let block = u64::from(s.block_size);
+    if bytes == 0 || bytes % block != 0 {
+        return Ok(0);
+    }
+    Ok(u32::try_from(bytes / block).unwrap_or(0))
+}
+
 fn vpd(ctx: &Ctx<'_>, code: u8) -> CmdResult {
     let (pe, slu): (PeInfo, Option<_>) = match ctx.lu {
         Lu::Alu(i) => (ctx.target.pe(i).ok_or_else(Sense::lun_not_supported)?, None),
@@ -188,6 +203,10 @@ fn vpd(ctx: &Ctx<'_>, code: u8) -> CmdResult {
         0x86 => {
             let mut body = [0u8; 0x3C];
             body[1] = 0x01; // SIMPSUP
+            // V_SUP (SPC-5 7.7.7, byte 6 bit 0): the caching mode page
+            // reports a volatile write cache (WCE=1) that SYNCHRONIZE CACHE
+            // flushes.
+            body[2] = 0x01;
             body[4] = 0x20; // LU_COLL_TYPE 001b: conglomerate
             page(0x86, &body)
         }
@@ -198,12 +217,21 @@ fn vpd(ctx: &Ctx<'_>, code: u8) -> CmdResult {
             // The ALU takes no COMPARE AND WRITE, UNMAP or WRITE SAME: their
             // limits stay 0 (SBC-4 6.6.4: 0 = not supported / no limit
             // reported).
-            if slu.is_some() {
+            if let Some(s) = slu {
                 body[0] = 0x01; // WSNZ
                 body[1] = MAX_COMPARE_AND_WRITE_BLOCKS as u8;
                 body[16..20].copy_from_slice(&MAX_UNMAP_BLOCKS.to_be_bytes());
                 body[20..24].copy_from_slice(&MAX_UNMAP_DESCRIPTORS.to_be_bytes());
-                body[24..28].copy_from_slice(&1u32.to_be_bytes()); // OPTIMAL UNMAP GRANULARITY
+                // OPTIMAL UNMAP GRANULARITY and UNMAP GRANULARITY ALIGNMENT
+                // (SBC-4 6.6.4, page bytes 28-35): the unit in which the
+                // backend frees storage, aligned from LBA 0 (UGAVALID=1), so
+                // that an UNMAP of whole units shows as deallocated in GET
+                // LBA STATUS. 1 block, alignment not reported, when unknown.
+                let units = unmap_granularity_blocks(ctx, &s)?;
+                body[24..28].copy_from_slice(&units.max(1).to_be_bytes());
+                if units > 1 {
+                    body[28] = 0x80; // UGAVALID, alignment 0
+                }
                 body[32..40].copy_from_slice(&MAX_WRITE_SAME_BLOCKS.to_be_bytes());
             }
             page(0xB0, &body)

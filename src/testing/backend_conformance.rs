@@ -75,6 +75,12 @@ pub enum Case {
     /// needs discard support), its neighbours keep their data, and writes
     /// after it read back.
     DiscardReadsZerosOrOld,
+    /// A backend announcing a [`discard_granularity`](BlockBackend::discard_granularity)
+    /// supports discard, its granularity is a multiple of the block size,
+    /// and a discard of one aligned unit between two written units frees
+    /// exactly that unit (allocation reports it not allocated, its
+    /// neighbours allocated) when the backend reports allocation.
+    DiscardFreesWholeUnits,
     /// Allocation extents are contiguous, non-empty, bounded by
     /// [`MAX_ALLOCATION_EXTENTS`]; written bytes are reported allocated,
     /// bytes far from every write are not.
@@ -94,7 +100,7 @@ pub enum Case {
 
 impl Case {
     /// Every case, in the order [`run_all`] runs them.
-    pub const ALL: [Case; 11] = [
+    pub const ALL: [Case; 12] = [
         Case::FreshReadsAreZeros,
         Case::RoundTrip,
         Case::OutOfRange,
@@ -102,6 +108,7 @@ impl Case {
         Case::Flush,
         Case::WriteZeroesKeepsNeighbours,
         Case::DiscardReadsZerosOrOld,
+        Case::DiscardFreesWholeUnits,
         Case::AllocationAfterWrites,
         Case::ResizeGrowAndShrink,
         Case::ConcurrentWriters,
@@ -119,6 +126,7 @@ impl Case {
             Case::Flush => "flush",
             Case::WriteZeroesKeepsNeighbours => "write_zeroes_keeps_neighbours",
             Case::DiscardReadsZerosOrOld => "discard_reads_zeros_or_old",
+            Case::DiscardFreesWholeUnits => "discard_frees_whole_units",
             Case::AllocationAfterWrites => "allocation_after_writes",
             Case::ResizeGrowAndShrink => "resize_grow_and_shrink",
             Case::ConcurrentWriters => "concurrent_writers",
@@ -149,6 +157,7 @@ impl Case {
             Case::Flush => flush,
             Case::WriteZeroesKeepsNeighbours => write_zeroes_keeps_neighbours,
             Case::DiscardReadsZerosOrOld => discard_reads_zeros_or_old,
+            Case::DiscardFreesWholeUnits => discard_frees_whole_units,
             Case::AllocationAfterWrites => allocation_after_writes,
             Case::ResizeGrowAndShrink => resize_grow_and_shrink,
             Case::ConcurrentWriters => concurrent_writers,
@@ -533,6 +542,46 @@ fn discard_reads_zeros_or_old(b: &Arc<dyn BlockBackend>, bs: u64) -> Check {
     // Writes after a discard read back.
     write(&**b, 64 * KIB, &pattern(5, 4 * bs), false)?;
     check_data(&**b, 64 * KIB, &pattern(5, 4 * bs))
+}
+
+fn discard_frees_whole_units(b: &Arc<dyn BlockBackend>, bs: u64) -> Check {
+    let unit = b.discard_granularity();
+    if unit == 0 {
+        return Ok(());
+    }
+    ensure!(
+        b.supports(BackendOp::Discard),
+        "discard_granularity() is {unit} but discard is not supported"
+    );
+    ensure!(
+        unit % bs == 0,
+        "discard_granularity() {unit} is not a multiple of the {bs}-byte block"
+    );
+    if 4 * unit > CAP {
+        // Too large to test within the kit's capacity.
+        return Ok(());
+    }
+    fill(&**b, unit, 3 * unit, 0x5A)?;
+    discard(&**b, 2 * unit, unit)?;
+    assert_bytes(&**b, unit, unit, 0x5A)?;
+    assert_bytes(&**b, 3 * unit, unit, 0x5A)?;
+    if !b.supports(BackendOp::Allocation) {
+        return Ok(());
+    }
+    let extents = checked_allocation(&**b, 0, CAP)?;
+    for byte in [2 * unit, 2 * unit + unit / 2, 3 * unit - 1] {
+        ensure!(
+            state_at(&extents, byte)? != AllocationState::Allocated,
+            "byte {byte} of a discarded aligned {unit}-byte unit is still allocated in {extents:?}"
+        );
+    }
+    for byte in [unit, 2 * unit - 1, 3 * unit, 4 * unit - 1] {
+        ensure!(
+            state_at(&extents, byte)? == AllocationState::Allocated,
+            "written byte {byte} next to a discarded unit is not allocated in {extents:?}"
+        );
+    }
+    Ok(())
 }
 
 fn allocation_after_writes(b: &Arc<dyn BlockBackend>, _bs: u64) -> Check {

@@ -184,6 +184,7 @@ macro_rules! suite {
                     flush_ok => Flush,
                     write_zeroes_keeps_neighbours => WriteZeroesKeepsNeighbours,
                     discard_reads_zeros_or_old => DiscardReadsZerosOrOld,
+                    discard_frees_whole_units => DiscardFreesWholeUnits,
                     allocation_after_writes => AllocationAfterWrites,
                     resize_grow_and_shrink => ResizeGrowAndShrink,
                     concurrent_writers => ConcurrentWriters,
@@ -308,6 +309,62 @@ fn kit_catches_broken_backends() {
         .run(|c, b| Ok(minimal(c / 2, b)), 512)
         .expect_err("half the capacity");
     assert!(err.to_string().contains("capacity"), "{err}");
+}
+
+/// `discard_granularity` is what SCSI reports as OPTIMAL UNMAP GRANULARITY:
+/// the kit fails a backend whose discard of a whole unit leaves it
+/// allocated, or that announces a unit that is not a multiple of the block.
+#[test]
+fn kit_checks_the_discard_granularity_promise() {
+    /// Zeroes instead of freeing, yet announces `unit`.
+    #[derive(Debug)]
+    struct ZeroesOnly(Arc<MemoryBackend>, u64);
+    impl BlockBackend for ZeroesOnly {
+        fn capacity_bytes(&self) -> u64 {
+            self.0.capacity_bytes()
+        }
+        fn logical_block_size(&self) -> u32 {
+            self.0.logical_block_size()
+        }
+        fn supports(&self, op: BackendOp) -> bool {
+            self.0.supports(op)
+        }
+        fn discard_granularity(&self) -> u64 {
+            self.1
+        }
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), BackendError> {
+            self.0.read_at(offset, buf)
+        }
+        fn write_at(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), BackendError> {
+            self.0.write_at(offset, data, fua)
+        }
+        fn flush(&self) -> Result<(), BackendError> {
+            self.0.flush()
+        }
+        fn discard(&self, offset: u64, len: u64) -> Result<(), BackendError> {
+            let len = usize::try_from(len).expect("small");
+            self.0.write_at(offset, &vec![0; len], false)
+        }
+        fn allocation(&self, offset: u64, len: u64) -> Result<Vec<AllocationExtent>, BackendError> {
+            self.0.allocation(offset, len)
+        }
+    }
+    for (unit, needle) in [(64 * 1024, "still allocated"), (1000, "multiple")] {
+        let make = move |c, b| {
+            Ok(Arc::new(ZeroesOnly(
+                Arc::new(MemoryBackend::new(c, b).unwrap()),
+                unit,
+            )) as Arc<dyn BlockBackend>)
+        };
+        let err = Case::DiscardFreesWholeUnits
+            .run(make, 512)
+            .expect_err("the granularity is a lie");
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+    assert_eq!(
+        memory(CAP, 512).discard_granularity(),
+        MemoryBackend::CHUNK_SIZE
+    );
 }
 
 /// `discard_zeroes` is what SCSI reports as LBPRZ: the kit fails a backend
@@ -810,7 +867,7 @@ fn interop_block_device_loop() {
         );
         drop(probe);
         // Every case but allocation_after_writes (a device reports Unknown).
-        let cases: [Case; 9] = [
+        let cases: [Case; 10] = [
             Case::FreshReadsAreZeros,
             Case::RoundTrip,
             Case::OutOfRange,
@@ -818,6 +875,7 @@ fn interop_block_device_loop() {
             Case::Flush,
             Case::WriteZeroesKeepsNeighbours,
             Case::DiscardReadsZerosOrOld,
+            Case::DiscardFreesWholeUnits,
             Case::ResizeGrowAndShrink,
             Case::ConcurrentWriters,
         ];

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use vvol::testing::quickstart;
 use vvol::{
     ArraySpec, BindContext, ContainerSpec, ControlError, ControlPlane, EventId, EventKind, Limits,
-    Naa, NfsVersion, PeId, PeSpec, PeState, Protocol, RebindReason, SecondaryId, SecondaryIdSpace,
-    SubsidiaryAddressing, UnbindContext, VasaFault, VvolSpec, VvolType,
+    Naa, NfsVersion, PeId, PeSpec, PeState, Protocol, RebindReason, ScsiPath, SecondaryId,
+    SecondaryIdSpace, SubsidiaryAddressing, UnbindContext, VasaFault, VvolSpec, VvolType,
 };
 
 use crate::support::bind_one;
@@ -604,6 +604,44 @@ fn pe_naming_must_be_unique() {
         .unwrap_err();
     assert_eq!(err.fault(), VasaFault::NotFound);
     assert!(plane.remove_pe(pes[0]).is_ok());
+}
+
+/// A relative target port belongs to one target port group (SPC-5
+/// 5.16.2.1), whichever PE reports it: RTPG and the ALUA state of every LU
+/// behind the port depend on it (review S17).
+#[test]
+fn a_target_port_keeps_one_port_group_across_the_pes_of_an_array() {
+    let (plane, pes, _, _) = small(1, SecondaryIdSpace::default());
+    let a = plane.arrays()[0];
+    let vvol::Transport::Scsi { paths, .. } = plane.pe(pes[0]).unwrap().transport else {
+        panic!("a SCSI PE");
+    };
+    let port = paths[0];
+    let elsewhere = ScsiPath::new(port.relative_target_port, port.target_port_group + 1);
+    let err = plane
+        .add_pe(a, PeSpec::scsi(naa(60), 60).with_paths(vec![elsewhere]))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ControlError::PortGroupMismatch { relative_target_port, target_port_group, existing, existing_group, .. }
+                if relative_target_port == port.relative_target_port
+                    && target_port_group == port.target_port_group + 1
+                    && existing == pes[0]
+                    && existing_group == port.target_port_group
+        ),
+        "{err}"
+    );
+    assert_eq!(err.fault(), VasaFault::InvalidArgument);
+    // The same group, or a new port, is fine; so is another array.
+    let more = vec![port, ScsiPath::new(port.relative_target_port + 10, 9)];
+    plane
+        .add_pe(a, PeSpec::scsi(naa(61), 61).with_paths(more))
+        .unwrap();
+    let b = plane.add_array(ArraySpec::new("b", 2)).unwrap();
+    plane
+        .add_pe(b, PeSpec::scsi(naa(62), 62).with_paths(vec![elsewhere]))
+        .unwrap();
 }
 
 #[test]

@@ -261,6 +261,7 @@ fn vpd_pages_name_pe_and_vvol() {
     assert_eq!(serial.len(), 4 + 32);
     let x86 = good(&f.run(0, f.alu(), &vpd(0x86), &[])).to_vec();
     assert_eq!(x86[8] >> 5, 1, "LU_COLL_TYPE conglomerate");
+    assert_eq!(x86[6] & 1, 1, "V_SUP: the volatile cache WCE reports");
     let b0 = good(&f.run(0, slu, &vpd(0xB0), &[])).to_vec();
     assert_eq!(b0[4] & 1, 1, "WSNZ");
     let b2 = good(&f.run(0, slu, &vpd(0xB2), &[])).to_vec();
@@ -1041,6 +1042,63 @@ fn unmap_limit_applies_to_the_sum_of_the_descriptors() {
             &[0; 512][..]
         );
     }
+}
+
+/// SBC-4 6.6.4: OPTIMAL UNMAP GRANULARITY is the unit the backend frees
+/// (64 KiB chunks of `MemoryBackend`, so 128 blocks of 512 bytes, aligned
+/// from LBA 0), so an UNMAP of one such unit shows as deallocated in GET
+/// LBA STATUS (review S17: it said 1 block, and a 1-block UNMAP never shows).
+#[test]
+fn optimal_unmap_granularity_is_the_unit_an_unmap_frees() {
+    let f = Fixture::new();
+    let v = f.vvol(4);
+    let (_, slu) = f.bind(0, v);
+    f.ready(0);
+    let b0 = good(&f.run(0, slu, &vpd(0xB0), &[])).to_vec();
+    let unit = u32::from_be_bytes(b0[28..32].try_into().unwrap());
+    assert_eq!(
+        u64::from(unit) * 512,
+        vvol::MemoryBackend::CHUNK_SIZE,
+        "OPTIMAL UNMAP GRANULARITY"
+    );
+    assert_eq!(b0[32], 0x80, "UGAVALID with alignment 0");
+    assert_eq!(&b0[33..36], &[0, 0, 0]);
+    let blocks = u16::try_from(3 * unit).unwrap();
+    let data = vec![0xC3; usize::from(blocks) * 512];
+    good(&f.run(0, slu, &write10(0, blocks, false), &data));
+    good(&f.run(
+        0,
+        slu,
+        &[0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0],
+        &unmap_list(&[(u64::from(unit), unit)]),
+    ));
+    let mut get_status = rw16(0x9E, 0, 4096);
+    get_status[1] = 0x12;
+    let d = good(&f.run(0, slu, &get_status, &[])).to_vec();
+    let extents: Vec<(u64, u32, u8)> = d[8..]
+        .chunks(16)
+        .map(|e| {
+            (
+                u64::from_be_bytes(e[..8].try_into().unwrap()),
+                u32::from_be_bytes(e[8..12].try_into().unwrap()),
+                e[12] & 0x0F,
+            )
+        })
+        .collect();
+    assert_eq!(
+        &extents[..3],
+        &[
+            (0, unit, 0),
+            (u64::from(unit), unit, 1),
+            (u64::from(2 * unit), unit, 0)
+        ],
+        "mapped, deallocated, mapped"
+    );
+    assert_eq!(
+        good(&f.run(0, slu, &read10(unit, 1), &[])),
+        &[0; 512][..],
+        "LBPRZ"
+    );
 }
 
 /// SBC-4 5.8.2: LBA status descriptors describe consecutive extents from
