@@ -505,7 +505,7 @@ impl BlockBackend for FileBackend {
             return 0;
         }
         match self.file.metadata() {
-            Ok(m) if m.blksize() > 0 && m.blksize() % u64::from(self.block_size) == 0 => {
+            Ok(m) if m.blksize() > 0 && m.blksize().is_multiple_of(u64::from(self.block_size)) => {
                 m.blksize()
             }
             _ => 0,

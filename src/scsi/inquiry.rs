@@ -140,7 +140,7 @@ fn unmap_granularity_blocks(ctx: &Ctx<'_>, s: &Slu) -> Result<u32, Fail> {
         .discard_granularity(ctx.nexus.host, s.handle)
         .map_err(|e| ctx.route(e, false))?;
     let block = u64::from(s.block_size);
-    if bytes == 0 || bytes % block != 0 {
+    if bytes == 0 || !bytes.is_multiple_of(block) {
         return Ok(0);
     }
     Ok(u32::try_from(bytes / block).unwrap_or(0))

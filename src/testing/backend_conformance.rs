@@ -554,7 +554,7 @@ fn discard_frees_whole_units(b: &Arc<dyn BlockBackend>, bs: u64) -> Check {
         "discard_granularity() is {unit} but discard is not supported"
     );
     ensure!(
-        unit % bs == 0,
+        unit.is_multiple_of(bs),
         "discard_granularity() {unit} is not a multiple of the {bs}-byte block"
     );
     if 4 * unit > CAP {
