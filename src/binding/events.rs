@@ -66,7 +66,10 @@ pub enum EventKind {
         /// The PE.
         pe: PeId,
     },
-    /// A vVol grew.
+    /// A vVol grew. Not a VASA event type (VASA has no resize event: a host
+    /// learns of a resize from its own `resizeVirtualVolume` call and from
+    /// the SCSI unit attention 2Ah/09h CAPACITY DATA HAS CHANGED); kept for
+    /// embedders that watch the log, and never sent to a VASA client as is.
     VvolResized {
         /// The vVol.
         vvol: VvolId,
