@@ -469,3 +469,36 @@ fn nbd_export_names_are_per_host_and_open_each_hosts_own_binding() {
     router.read(b, ob.handle().unwrap(), 0, &mut back).unwrap();
     assert_eq!(back, tagged_block("b"));
 }
+
+/// Routing memory per binding (`Router::slot_bytes`): 16 bytes a slot in
+/// per-PE scope, as before (BENCHMARKS.md: 16.25 B at 1M with partial
+/// chunks; with the 40-byte `LiveBinding` record, under the 64-byte
+/// budget); per-host scope adds one 16-byte cell per possible host on the
+/// PE and a small table per host that bound there.
+#[test]
+fn routing_memory_per_binding_stays_within_budget_in_both_scopes() {
+    const N: u64 = 1024;
+    for scope in [SecondaryIdScope::PerPe, SecondaryIdScope::PerPeAndHost] {
+        let limits = Limits::default().with_max_hosts(8);
+        let p = setup(ControlPlane::new(limits), scope, N);
+        let vvols: Vec<VvolId> = (0..N).map(|_| p.vvol()).collect();
+        // Per PE: one host binds all N; per host: each host binds half.
+        for (i, chunk) in vvols.chunks(16).enumerate() {
+            let host = match scope {
+                SecondaryIdScope::PerPe => p.hosts[0],
+                _ => p.hosts[i % 2],
+            };
+            for r in p.plane.bind(host, chunk, BindContext::Normal).unwrap() {
+                r.unwrap();
+            }
+        }
+        let bytes = p.plane.router().slot_bytes() as u64;
+        match scope {
+            SecondaryIdScope::PerPe => assert_eq!(bytes, N * 16, "16 bytes a slot"),
+            _ => {
+                assert!(bytes > N * 16, "host cells and tables are counted: {bytes}");
+                assert!(bytes / N <= 24, "{bytes} bytes for {N} bindings");
+            }
+        }
+    }
+}
