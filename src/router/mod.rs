@@ -1,7 +1,11 @@
 //! The data plane: resolves (PE, secondary id) and routes I/O to backends.
 //!
 //! [`Router::resolve`] is one bounds check and three dependent loads (PE
-//! table, slot chunk, slot word): no lock, no hashing, no shared write. Bind
+//! table, slot chunk, slot word): no lock, no hashing, no shared write. On a
+//! PE whose secondary ids are per (PE, host)
+//! ([`SecondaryIdScope::PerPeAndHost`](crate::SecondaryIdScope::PerPeAndHost))
+//! [`Router::resolve_for_host`] loads the host's slot table first (one more
+//! load) and routed I/O does the same with the calling host. Bind
 //! and unbind publish into the same tables from the control plane without
 //! ever blocking a reader. Routed I/O pins the binding it resolved (an
 //! `arc-swap` guard), so an unbind never waits for I/O and I/O that resolved

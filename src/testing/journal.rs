@@ -25,8 +25,8 @@
 
 use crate::binding::{ControlPlane, JournalOptions, Limits, MemStore, frame, split};
 use crate::model::{
-    ArraySpec, BindContext, ContainerSpec, Naa, PeSpec, Protocol, SecondaryIdScope,
-    UnbindContext, VvolSpec, VvolType,
+    ArraySpec, BindContext, ContainerSpec, Naa, PeSpec, Protocol, SecondaryIdScope, UnbindContext,
+    VvolSpec, VvolType,
 };
 
 /// Most edits [`apply_edits`] applies from one input (the rest is ignored),
@@ -45,11 +45,11 @@ const SPARE_PE_NAA: Naa = match Naa::from_parts(crate::testing::QUICKSTART_COMPA
 };
 
 /// The NAA of the PE of [`sample_journal`]'s per-(PE, host) array.
-const PER_HOST_PE_NAA: Naa = match Naa::from_parts(crate::testing::QUICKSTART_COMPANY_ID, 0x5B, 0x5B)
-{
-    Some(naa) => naa,
-    None => panic!("the per-host PE's NAA fields fit"),
-};
+const PER_HOST_PE_NAA: Naa =
+    match Naa::from_parts(crate::testing::QUICKSTART_COMPANY_ID, 0x5B, 0x5B) {
+        Some(naa) => naa,
+        None => panic!("the per-host PE's NAA fields fit"),
+    };
 
 /// A journal with a header, a snapshot (the quickstart topology with bound
 /// VMs, a drained and a failed PE, and an array with per-(PE, host)
@@ -101,7 +101,11 @@ pub fn sample_journal() -> Result<Vec<u8>, crate::Error> {
         plane.create_vvol(pure_c, spec)?,
     ];
     plane.bind(h0, &p[..1], BindContext::Normal)?;
-    for handle in plane.bind(h1, &p[1..2], BindContext::Normal)?.into_iter().flatten() {
+    for handle in plane
+        .bind(h1, &p[1..2], BindContext::Normal)?
+        .into_iter()
+        .flatten()
+    {
         plane.unbind(h1, handle, UnbindContext::Normal)?;
     }
     plane.bind(h1, &p[2..], BindContext::Normal)?;
