@@ -502,3 +502,116 @@ fn routing_memory_per_binding_stays_within_budget_in_both_scopes() {
         }
     }
 }
+
+#[derive(Clone, Debug)]
+enum Step {
+    Bind { host: usize, vvol: usize },
+    Unbind { host: usize, pick: usize },
+    UnbindAll(usize),
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        5 => (0..3usize, 0..6usize).prop_map(|(host, vvol)| Step::Bind { host, vvol }),
+        3 => (0..3usize, any::<usize>()).prop_map(|(host, pick)| Step::Unbind { host, pick }),
+        1 => (0..3usize).prop_map(Step::UnbindAll),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Random binds and unbinds by three hosts on one per-host PE (3 ids a
+    /// host, at most 2 host spaces): every handle a host holds resolves, for
+    /// that host only, to the vVol it bound; a handle once released never
+    /// works again; a (host, id) slot's generations only grow, across its
+    /// space being dropped and made again.
+    #[test]
+    fn per_host_slots_resolve_for_their_host_only_and_generations_only_grow(
+        steps in proptest::collection::vec(step(), 1..80),
+    ) {
+        use std::collections::HashMap;
+
+        let plane = ControlPlane::new(Limits::default().with_max_host_spaces_per_pe(2));
+        let p = setup(plane, SecondaryIdScope::PerPeAndHost, 3);
+        let c = p.plane.add_host("esx-c").unwrap();
+        p.plane.set_pe_context(c, &[p.pe]).unwrap();
+        let hosts = [p.hosts[0], p.hosts[1], c];
+        let vvols: Vec<VvolId> = (0..6).map(|_| p.vvol()).collect();
+        let mut newest: HashMap<(HostId, SecondaryId), u32> = HashMap::new();
+        let mut released: Vec<(HostId, BindHandle)> = Vec::new();
+        for s in &steps {
+            match *s {
+                Step::Bind { host, vvol } => {
+                    let h = hosts[host];
+                    let before = p.plane.bindings_for_host(h).unwrap();
+                    let r = p.plane.bind(h, &vvols[vvol..=vvol], BindContext::Normal).unwrap();
+                    match &r[0] {
+                        Ok(handle) if !before.iter().any(|b| b.handle == *handle) => {
+                            let last = newest.insert((h, handle.secondary_id), handle.generation.0);
+                            proptest::prop_assert!(
+                                last.is_none_or(|g| g < handle.generation.0),
+                                "generation of {h} {handle:?} after {last:?}"
+                            );
+                        }
+                        Ok(_) => {}
+                        Err(e) => proptest::prop_assert!(
+                            matches!(e, ControlError::SecondaryIdsExhausted { .. }),
+                            "{e}"
+                        ),
+                    }
+                }
+                Step::Unbind { host, pick } => {
+                    let h = hosts[host];
+                    let held = p.plane.bindings_for_host(h).unwrap();
+                    if !held.is_empty() {
+                        let b = &held[pick % held.len()];
+                        p.plane.unbind(h, b.handle, UnbindContext::Normal).unwrap();
+                        if p.plane.bindings_for_host(h).unwrap().iter().all(|x| x.handle != b.handle) {
+                            released.push((h, b.handle));
+                        }
+                    }
+                }
+                Step::UnbindAll(host) => {
+                    let h = hosts[host];
+                    for b in p.plane.bindings_for_host(h).unwrap() {
+                        released.push((h, b.handle));
+                    }
+                    p.plane.unbind_all_from_host(h).unwrap();
+                }
+            }
+            p.plane.check_invariants();
+            let router = p.plane.router();
+            for &h in &hosts {
+                for b in p.plane.bindings_for_host(h).unwrap() {
+                    proptest::prop_assert_eq!(b.hosts.len(), 1);
+                    let key = p.plane.vvol(b.vvol).unwrap().key;
+                    let r = router.resolve_for_host(p.pe, h, b.handle.secondary_id).unwrap();
+                    proptest::prop_assert_eq!((r.vvol, r.generation), (key, b.handle.generation));
+                    proptest::prop_assert!(p.read_tag(h, b.handle).is_ok());
+                    for &other in hosts.iter().filter(|o| **o != h) {
+                        // A handle means something only with its host
+                        // (VASA binds per host): through another host it
+                        // works only when that host holds the same handle
+                        // of its own, in its own space.
+                        if p.read_tag(other, b.handle).is_ok() {
+                            let own = p.plane.bindings_for_host(other).unwrap();
+                            let mine = own.iter().find(|o| o.handle == b.handle);
+                            proptest::prop_assert!(mine.is_some(), "{other} reached {h}'s {b:?}");
+                            let mine = mine.unwrap();
+                            let r = router
+                                .resolve_for_host(p.pe, other, b.handle.secondary_id)
+                                .unwrap();
+                            proptest::prop_assert_eq!(r.vvol, p.plane.vvol(mine.vvol).unwrap().key);
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(router.resolve(p.pe, SecondaryId(1)), None);
+            }
+            for (h, old) in &released {
+                proptest::prop_assert!(p.read_tag(*h, *old).is_err(), "{h} {old:?} still works");
+            }
+        }
+    }
+}
