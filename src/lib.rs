@@ -99,8 +99,9 @@ pub use model::{
     MAX_QUEUE_DEPTH, MAX_SECONDARY_IDS_PER_PE, MAX_SIMPLE_SECONDARY_ID, MAX_VASA_SECONDARY_ID_LEN,
     MIB, MIN_OVERCOMMIT_PERCENT, MIN_QUEUE_DEPTH, Naa, NfsVersion, ParseError, PeId, PeInBandId,
     PeSpec, PeState, Protocol, ProtocolEndpoint, SCSI_SECONDARY_ID_LEN, ScsiPath, SecondaryId,
-    SecondaryIdSpace, SubsidiaryAddressing, Transport, UnbindContext, VVOL_ID_PREFIX, VasaHandle,
-    VasaHandleError, VasaSecondaryId, VirtualVolume, VvolId, VvolKey, VvolSpec, VvolType,
+    SecondaryIdScope, SecondaryIdSpace, SubsidiaryAddressing, Transport, UnbindContext,
+    VVOL_ID_PREFIX, VasaHandle, VasaHandleError, VasaSecondaryId, VirtualVolume, VvolId, VvolKey,
+    VvolSpec, VvolType,
 };
 /// The router's slot publish/retire protocol, exposed only to the loom test
 /// (`RUSTFLAGS="--cfg loom" cargo test --release --test loom`).

@@ -10,7 +10,6 @@ use smallvec::SmallVec;
 
 use super::Limits;
 use super::events::{EventKind, RebindReason};
-use super::id_pool::IdPool;
 use super::journal::{BindItem, Record, Release};
 use super::state::{
     ArrayState, BindingEntry, BindingKey, ContainerState, HostState, IdSource, PeEntry, State,
@@ -18,28 +17,29 @@ use super::state::{
 };
 use crate::backend::{BackendError, BlockBackend};
 use crate::model::{
-    Generation, PeId, PeState, SecondaryId, SecondaryIdSpace, Transport, check_capacity, check_name,
+    Generation, PeId, PeState, SecondaryIdSpace, Transport, check_capacity, check_name,
 };
 use crate::router::{LiveBinding, Router, TableState, VolumeCore};
 
 /// A change of the router, made once its record is durable.
 #[derive(Debug)]
 pub(crate) enum RouterOp {
-    AddPe(PeId, SecondaryIdSpace, u32),
+    /// A PE with its space, queue depth and whether ids are per host.
+    AddPe(PeId, SecondaryIdSpace, u32, bool),
     SetState(PeId, TableState),
-    Publish(PeId, SecondaryId, Arc<LiveBinding>),
-    Replace(PeId, SecondaryId, Arc<LiveBinding>),
-    Retire(PeId, SecondaryId),
+    Publish(BindingKey, Arc<LiveBinding>),
+    Replace(BindingKey, Arc<LiveBinding>),
+    Retire(BindingKey),
 }
 
 impl RouterOp {
     pub(crate) fn run(self, router: &Router) {
         match self {
-            Self::AddPe(pe, space, depth) => router.add_pe(pe, space, depth),
+            Self::AddPe(pe, space, depth, per_host) => router.add_pe(pe, space, depth, per_host),
             Self::SetState(pe, s) => router.set_pe_state(pe, s),
-            Self::Publish(pe, sid, b) => router.publish(pe, sid, b),
-            Self::Replace(pe, sid, b) => router.replace(pe, sid, b),
-            Self::Retire(pe, sid) => router.retire(pe, sid),
+            Self::Publish((pe, sid, host), b) => router.publish(pe, host, sid, b),
+            Self::Replace((pe, sid, host), b) => router.replace(pe, host, sid, b),
+            Self::Retire((pe, sid, host)) => router.retire(pe, host, sid),
         }
     }
 }
@@ -166,9 +166,12 @@ impl State {
                     return Err(limit("max_pes", limits.max_pes, id.0));
                 }
                 spec.validate().map_err(|_| invalid("invalid PE spec"))?;
-                if !self.arrays.contains_key(array) {
-                    return Err(invalid("PE of an unknown array"));
-                }
+                let scope = self
+                    .arrays
+                    .get(array)
+                    .ok_or(invalid("PE of an unknown array"))?
+                    .spec
+                    .secondary_id_scope();
                 if let Transport::Scsi { naa, admin_lun, .. } = spec.transport() {
                     for pe in self.pes.values() {
                         if let Transport::Scsi {
@@ -184,17 +187,14 @@ impl State {
                 }
                 self.next_pe += 1;
                 let space = spec.secondary_ids();
-                ops.push(RouterOp::AddPe(*id, space, spec.queue_depth()));
-                self.pes.insert(
+                ops.push(RouterOp::AddPe(
                     *id,
-                    PeEntry {
-                        array: *array,
-                        spec: spec.clone(),
-                        state: PeState::Active,
-                        ids: IdPool::new(space.first(), space.last()),
-                        bindings: 0,
-                    },
-                );
+                    space,
+                    spec.queue_depth(),
+                    scope.is_per_host(),
+                ));
+                self.pes
+                    .insert(*id, PeEntry::new(*array, spec.clone(), scope));
                 if let Some(a) = self.arrays.get_mut(array) {
                     a.pes.insert(*id);
                 }
@@ -490,22 +490,32 @@ impl State {
                 {
                     return Err(invalid("new binding on a PE outside the host's context"));
                 }
+                if p.scope.is_per_host()
+                    && !p.host_ids.contains_key(&host)
+                    && p.host_ids.len() >= self.max_host_spaces as usize
+                {
+                    return Err(ApplyError::Limit {
+                        limit: "max_host_spaces_per_pe",
+                        value: u64::from(self.max_host_spaces),
+                        count: p.host_ids.len() as u64 + 1,
+                    });
+                }
+                // The outcome as decided: the id and generation are the
+                // next of the (PE, host) space the PE's scope names.
                 let (next, last) = p
-                    .ids
-                    .peek_nth(0)
+                    .peek_for(host, 0, u32::MAX)
                     .ok_or(invalid("PE out of secondary ids"))?;
                 if next != sid.0 || *generation != next_generation(last) {
                     return Err(invalid(
                         "new binding is not at the PE's next id and generation",
                     ));
                 }
-                let key: BindingKey = (*pe, *sid);
+                let key: BindingKey = p.key(*pe, *sid, host);
                 if self.bindings.contains_key(&key) {
                     return Err(invalid("new binding over a live one"));
                 }
                 if let Some(p) = self.pes.get_mut(pe) {
-                    p.ids.allocate();
-                    p.bindings += 1;
+                    p.allocate_for(host);
                 }
                 let mut hosts = SmallVec::new();
                 hosts.push((host, 1));
@@ -524,11 +534,11 @@ impl State {
                     h.bindings.insert(key);
                 }
                 let live = self.live(key).ok_or(invalid("binding without a host"))?;
-                ops.push(RouterOp::Publish(*pe, *sid, live));
+                ops.push(RouterOp::Publish(key, live));
                 Ok(())
             }
             BindItem::Attach { pe, sid } => {
-                let key: BindingKey = (*pe, *sid);
+                let key: BindingKey = self.key_of(*pe, *sid, host);
                 if self.pes.get(pe).map(|p| p.state) != Some(PeState::Active) {
                     return Err(invalid("attach on a PE that is not active"));
                 }
@@ -554,14 +564,14 @@ impl State {
                     h.bindings.insert(key);
                 }
                 let live = self.live(key).ok_or(invalid("binding without a host"))?;
-                ops.push(RouterOp::Replace(*pe, *sid, live));
+                ops.push(RouterOp::Replace(key, live));
                 Ok(())
             }
         }
     }
 
     fn apply_release(&mut self, r: Release, ops: &mut Vec<RouterOp>) -> Result<(), ApplyError> {
-        let key: BindingKey = (r.pe, r.sid);
+        let key: BindingKey = self.key_of(r.pe, r.sid, r.host);
         let b = self
             .bindings
             .get_mut(&key)
@@ -584,17 +594,16 @@ impl State {
         }
         if !empty {
             let live = self.live(key).ok_or(invalid("binding without a host"))?;
-            ops.push(RouterOp::Replace(r.pe, r.sid, live));
+            ops.push(RouterOp::Replace(key, live));
             return Ok(());
         }
         self.bindings.remove(&key);
-        ops.push(RouterOp::Retire(r.pe, r.sid));
+        ops.push(RouterOp::Retire(key));
         if let Some(v) = self.vvols.get_mut(&vvol) {
             v.bindings.retain(|k| *k != key);
         }
         if let Some(p) = self.pes.get_mut(&r.pe) {
-            p.ids.free(r.sid.0, generation.0);
-            p.bindings -= 1;
+            p.free_for(r.host, r.sid, generation.0);
             if p.bindings == 0 && p.state == PeState::Draining {
                 p.state = PeState::Drained;
                 let array = p.array;

@@ -153,7 +153,7 @@ impl ControlPlane {
                             continue;
                         }
                         match c {
-                            Choice::Pe(pe) | Choice::Attach((pe, _)) => held.push(*pe),
+                            Choice::Pe(pe) | Choice::Attach((pe, _, _)) => held.push(*pe),
                             Choice::None => {}
                         }
                     }
@@ -223,7 +223,7 @@ impl ControlPlane {
     ) -> Result<(), ControlError> {
         let st = self.lock();
         st.host(host)?;
-        let key = (handle.pe, handle.secondary_id);
+        let key = st.key_of(handle.pe, handle.secondary_id, host);
         let holds = st
             .bindings
             .get(&key)
@@ -259,7 +259,7 @@ impl ControlPlane {
         let n = keys.len();
         let rec = Record::Unbind(
             keys.into_iter()
-                .map(|(pe, sid)| Release {
+                .map(|(pe, sid, _)| Release {
                     host,
                     pe,
                     sid,
@@ -360,7 +360,7 @@ fn plan(
                 e.bindings,
                 e.spec.queue_depth(),
             );
-            Some((*pe, (c, e.ids.available())))
+            Some((*pe, (c, e.available_for(host, st.max_host_spaces))))
         })
         .collect();
     let mut plans: Vec<Plan> = Vec::with_capacity(vvols.len());
@@ -382,7 +382,14 @@ fn plan(
                     .filter(|k| holds(k))
                     .map(|k| k.0)
                     .collect(),
-                existing: v.bindings.to_vec(),
+                // Another host's binding in a per-host space is not
+                // shareable (its id names it only for that host).
+                existing: v
+                    .bindings
+                    .iter()
+                    .copied()
+                    .filter(|k| k.2.is_none())
+                    .collect(),
             });
             continue;
         }
@@ -409,7 +416,7 @@ fn plan(
                 v.bindings
                     .iter()
                     .copied()
-                    .find(|k| active(k) && eligible.contains(&k.0))
+                    .find(|k| active(k) && k.2.is_none() && eligible.contains(&k.0))
             });
         match existing {
             Some(key) => {
@@ -473,7 +480,7 @@ fn finish(
                 };
                 let next = chosen.and_then(|pe| {
                     let n = taken.entry(pe).or_default();
-                    let (sid, last) = st.pes.get(&pe)?.ids.peek_nth(*n)?;
+                    let (sid, last) = st.pes.get(&pe)?.peek_for(host, *n, st.max_host_spaces)?;
                     *n += 1;
                     Some((pe, sid, last))
                 });
@@ -499,10 +506,9 @@ fn finish(
                 }
             }
         };
-        let _ = host;
         match outcome {
             Ok((item, handle)) => {
-                keys.push(Some((handle.pe, handle.secondary_id)));
+                keys.push(Some(st.key_of(handle.pe, handle.secondary_id, host)));
                 items.push(item);
                 results.push(Ok(handle));
             }

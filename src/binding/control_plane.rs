@@ -86,8 +86,12 @@ impl ControlPlane {
     pub fn with_policy(limits: Limits, policy: Box<dyn PeSelectionPolicy>) -> Self {
         let limits = limits.with_max_pes(limits.max_pes.min(MAX_PES));
         Self {
-            state: Mutex::new(State::new(limits.max_vvols, limits.event_window)),
-            router: Arc::new(Router::new(limits.max_pes)),
+            state: Mutex::new(State::new(
+                limits.max_vvols,
+                limits.event_window,
+                limits.max_host_spaces_per_pe,
+            )),
+            router: Arc::new(Router::new(limits.max_pes, limits.max_hosts)),
             policy,
             limits,
             journal: None,

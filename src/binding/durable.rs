@@ -18,7 +18,8 @@ use super::journal::{
     Record, SNAPSHOT_CHUNK_BYTES, Snapshot, VvolData,
 };
 use super::state::{
-    ArrayState, BindingEntry, ContainerState, HostState, IdSource, PeEntry, State, VvolEntry,
+    ArrayState, BindingEntry, ContainerState, HostSpace, HostState, IdSource, PeEntry, State,
+    VvolEntry,
 };
 use super::{FewestBindings, Limits, PeSelectionPolicy};
 use crate::backend::{BlockBackend, MemoryBackend};
@@ -427,6 +428,7 @@ fn pool_data(p: &IdPool) -> PoolData {
         last,
         fresh_left,
         freed,
+        fresh_tag: p.fresh_tag(),
     }
 }
 
@@ -490,6 +492,12 @@ pub(super) fn snapshot_of(st: &State, index: u64) -> Snapshot {
                 spec: p.spec.clone(),
                 state: p.state,
                 ids: pool_data(&p.ids),
+                host_floor: p.host_floor,
+                host_pools: p
+                    .host_ids
+                    .iter()
+                    .map(|(h, space)| (*h, pool_data(&space.ids)))
+                    .collect(),
             })
             .collect(),
         hosts: st
@@ -540,7 +548,11 @@ fn state_from_snapshot(
     if s.vvols.len() > limits.max_vvols as usize {
         return Err(below("max_vvols", limits.max_vvols, s.vvols.len() as u64));
     }
-    let mut st = State::new(limits.max_vvols, limits.event_window);
+    let mut st = State::new(
+        limits.max_vvols,
+        limits.event_window,
+        limits.max_host_spaces_per_pe,
+    );
     let mut ops = Vec::new();
     st.log_index = s.index;
     st.id_source = s.id_seed.map_or(IdSource::Random, IdSource::Seeded);
@@ -612,23 +624,52 @@ fn state_from_snapshot(
         if p.ids.last != space.last() {
             return Err(bad("PE id pool does not match its space"));
         }
-        st.arrays
+        let a = st
+            .arrays
             .get_mut(&p.array)
-            .ok_or(bad("PE of an unknown array"))?
-            .pes
-            .insert(p.id);
-        ops.push(RouterOp::AddPe(p.id, space, p.spec.queue_depth()));
-        ops.push(RouterOp::SetState(p.id, table_state(p.state)));
-        st.pes.insert(
+            .ok_or(bad("PE of an unknown array"))?;
+        a.pes.insert(p.id);
+        let scope = a.spec.secondary_id_scope();
+        if !scope.is_per_host() && (!p.host_pools.is_empty() || p.host_floor != 0) {
+            return Err(bad("host spaces on a PE of a per-PE array"));
+        }
+        if p.host_pools.len() > limits.max_host_spaces_per_pe as usize {
+            return Err(below(
+                "max_host_spaces_per_pe",
+                limits.max_host_spaces_per_pe,
+                p.host_pools.len() as u64,
+            ));
+        }
+        let mut entry = PeEntry::new(p.array, p.spec.clone(), scope);
+        entry.state = p.state;
+        entry.ids = ids;
+        entry.host_floor = p.host_floor;
+        for (h, pool) in &p.host_pools {
+            if pool.last != space.last() || h.0 >= s.next_host {
+                return Err(bad("host id pool does not match its space or host"));
+            }
+            let ids = IdPool::from_parts(
+                space.first(),
+                space.last(),
+                pool.next_fresh,
+                pool.fresh_left,
+                pool.freed.clone(),
+            )
+            .map_err(bad)?
+            .with_fresh_tag(pool.fresh_tag);
+            let fresh = HostSpace { ids, bindings: 0 };
+            if entry.host_ids.insert(*h, fresh).is_some() {
+                return Err(bad("host id pool repeated"));
+            }
+        }
+        ops.push(RouterOp::AddPe(
             p.id,
-            PeEntry {
-                array: p.array,
-                spec: p.spec.clone(),
-                state: p.state,
-                ids,
-                bindings: 0,
-            },
-        );
+            space,
+            p.spec.queue_depth(),
+            scope.is_per_host(),
+        ));
+        ops.push(RouterOp::SetState(p.id, table_state(p.state)));
+        st.pes.insert(p.id, entry);
     }
     for h in &s.hosts {
         if h.id.0 >= s.next_host || st.hosts.contains_key(&h.id) {
@@ -698,10 +739,6 @@ fn state_from_snapshot(
         ));
         let mut bindings = SmallVec::new();
         for b in &v.bindings {
-            let key = (b.pe, b.sid);
-            if st.bindings.contains_key(&key) {
-                return Err(bad("two bindings at one slot"));
-            }
             if b.hosts.is_empty() || b.generation.0 == 0 {
                 return Err(bad("binding without a host or generation"));
             }
@@ -709,10 +746,22 @@ fn state_from_snapshot(
                 .pes
                 .get_mut(&b.pe)
                 .ok_or(bad("binding on an unknown PE"))?;
+            // A per-host binding is held by its one host (checked again by
+            // `validate`), which names its space.
+            let key = pe.key(b.pe, b.sid, b.hosts[0].0);
             if pe.state == PeState::Drained {
                 return Err(bad("binding on a drained PE"));
             }
             pe.bindings += 1;
+            if let Some(h) = key.2 {
+                pe.host_ids
+                    .get_mut(&h)
+                    .ok_or(bad("per-host binding without its host space"))?
+                    .bindings += 1;
+            }
+            if st.bindings.contains_key(&key) {
+                return Err(bad("two bindings at one slot"));
+            }
             for (h, _) in &b.hosts {
                 st.hosts
                     .get_mut(h)
@@ -747,7 +796,7 @@ fn state_from_snapshot(
     slots.sort_unstable();
     for key in slots {
         if let Some(live) = st.live(key) {
-            ops.push(RouterOp::Publish(key.0, key.1, live));
+            ops.push(RouterOp::Publish(key, live));
         }
     }
     Ok((st, ops))

@@ -262,7 +262,11 @@ pub enum ControlError {
         /// The requested capacity.
         requested_bytes: u64,
     },
-    /// Every eligible PE has handed out all its secondary ids.
+    /// Every eligible PE has handed out all its secondary ids: in
+    /// [`SecondaryIdScope::PerPeAndHost`](crate::SecondaryIdScope::PerPeAndHost)
+    /// scope all of the binding host's own space, or the PE keeps
+    /// [`Limits::max_host_spaces_per_pe`](crate::Limits::max_host_spaces_per_pe)
+    /// other hosts' spaces already.
     #[error("every eligible PE is out of secondary ids for vVol {vvol}")]
     SecondaryIdsExhausted {
         /// The vVol that could not be bound.

@@ -12,6 +12,10 @@ pub(crate) struct IdPool {
     last: u64,
     fresh_left: bool,
     freed: VecDeque<(u64, u32)>,
+    /// The tag of a fresh id: 0, or in a per-host space re-created after
+    /// its host's last binding went, the newest generation the PE issued in
+    /// any host space before, so its slots never repeat a generation.
+    fresh_tag: u32,
 }
 
 impl IdPool {
@@ -22,11 +26,31 @@ impl IdPool {
             last,
             fresh_left: true,
             freed: VecDeque::new(),
+            fresh_tag: 0,
         }
     }
 
+    /// The same pool whose fresh ids carry `tag` (see `fresh_tag`).
+    pub(crate) fn with_fresh_tag(mut self, tag: u32) -> Self {
+        self.fresh_tag = tag;
+        self
+    }
+
+    /// The tag fresh ids carry.
+    pub(crate) fn fresh_tag(&self) -> u32 {
+        self.fresh_tag
+    }
+
+    /// The newest tag in the pool: the largest freed tag or the fresh tag.
+    pub(crate) fn newest_tag(&self) -> u32 {
+        self.freed
+            .iter()
+            .map(|(_, t)| *t)
+            .fold(self.fresh_tag, u32::max)
+    }
+
     /// The `n`th id (from 0) the pool would hand out next, with its tag
-    /// (0 for a fresh id), without taking it.
+    /// (the fresh tag for a fresh id), without taking it.
     pub(crate) fn peek_nth(&self, n: u64) -> Option<(u64, u32)> {
         let fresh = if self.fresh_left {
             self.last - self.next_fresh + 1
@@ -34,7 +58,7 @@ impl IdPool {
             0
         };
         if n < fresh {
-            return Some((self.next_fresh + n, 0));
+            return Some((self.next_fresh + n, self.fresh_tag));
         }
         let at = usize::try_from(n - fresh).ok()?;
         self.freed.get(at).copied()
@@ -49,7 +73,7 @@ impl IdPool {
             } else {
                 self.next_fresh += 1;
             }
-            return Some((id, 0));
+            return Some((id, self.fresh_tag));
         }
         self.freed.pop_front()
     }
@@ -105,6 +129,7 @@ impl IdPool {
             last,
             fresh_left,
             freed: freed.into(),
+            fresh_tag: 0,
         })
     }
 
@@ -115,7 +140,7 @@ impl IdPool {
     pub(crate) fn take(&mut self, id: u64) -> bool {
         if self.fresh_left && id >= self.next_fresh && id <= self.last {
             for skipped in self.next_fresh..id {
-                self.freed.push_back((skipped, 0));
+                self.freed.push_back((skipped, self.fresh_tag));
             }
             if id == self.last {
                 self.fresh_left = false;

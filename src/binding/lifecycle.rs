@@ -145,7 +145,7 @@ impl ControlPlane {
                 .map(|(i, h)| {
                     let found = st
                         .bindings
-                        .get(&(h.pe, h.secondary_id))
+                        .get(&st.key_of(h.pe, h.secondary_id, host))
                         .filter(|b| b.generation == h.generation && b.count_of(host).is_some())
                         .and_then(|b| Some((b.vvol, st.vvols.get(&b.vvol)?.container)));
                     match found {

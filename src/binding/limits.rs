@@ -32,6 +32,13 @@ pub struct Limits {
     pub event_window: usize,
     /// Longest array, container or host name in bytes.
     pub max_name_len: usize,
+    /// Most host secondary-id spaces one PE of a
+    /// [`SecondaryIdScope::PerPeAndHost`](crate::SecondaryIdScope::PerPeAndHost)
+    /// array keeps at once (a host has one only while it holds a binding
+    /// there). Default 128: a vSphere 8 cluster has at most 96 hosts. A
+    /// host beyond it gets [`SecondaryIdsExhausted`](crate::ControlError::SecondaryIdsExhausted)
+    /// on that PE.
+    pub max_host_spaces_per_pe: u32,
 }
 
 impl Default for Limits {
@@ -45,6 +52,7 @@ impl Default for Limits {
             max_vvols: 1 << 22,
             event_window: 4096,
             max_name_len: 255,
+            max_host_spaces_per_pe: 128,
         }
     }
 }
@@ -69,4 +77,5 @@ impl Limits {
     setter!(with_max_vvols, max_vvols, u32);
     setter!(with_event_window, event_window, usize);
     setter!(with_max_name_len, max_name_len, usize);
+    setter!(with_max_host_spaces_per_pe, max_host_spaces_per_pe, u32);
 }

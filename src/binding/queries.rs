@@ -49,6 +49,7 @@ impl ControlPlane {
             id,
             name: a.spec.name().to_owned(),
             ieee_company_id: a.spec.ieee_company_id(),
+            secondary_id_scope: a.spec.secondary_id_scope(),
             containers: a.containers.iter().copied().collect(),
             pes: a.pes.iter().copied().collect(),
         })
@@ -243,13 +244,33 @@ impl ControlPlane {
     /// binding has this secondary id and generation.
     pub fn vasa_secondary_id(&self, handle: BindHandle) -> Result<String, ControlError> {
         let st = self.lock();
-        st.pe(handle.pe)?;
-        let key = (handle.pe, handle.secondary_id);
-        let b = st
-            .bindings
-            .get(&key)
-            .filter(|b| b.generation == handle.generation)
-            .ok_or(ControlError::BindingNotFound(handle))?;
+        let pe = st.pe(handle.pe)?;
+        let (pe_id, sid) = (handle.pe, handle.secondary_id);
+        let live = |key: &BindingKey| {
+            st.bindings
+                .get(key)
+                .filter(|b| b.generation == handle.generation)
+                .map(|b| (*key, b))
+        };
+        // Per-(PE, host) scope: the handle names a binding only with its
+        // host; look through the PE's host spaces (at most
+        // `max_host_spaces_per_pe`) and answer only when the text cannot
+        // depend on which host's binding it is: on SCSI it is the LUN of
+        // the id alone; on NFS it must be exactly one binding.
+        let found = if pe.scope.is_per_host() {
+            let mut hits = pe
+                .host_ids
+                .keys()
+                .filter_map(|h| live(&(pe_id, sid, Some(*h))));
+            let first = hits.next();
+            match pe.spec.transport() {
+                crate::model::Transport::Scsi { .. } => first,
+                crate::model::Transport::Nfs { .. } => first.filter(|_| hits.next().is_none()),
+            }
+        } else {
+            live(&(pe_id, sid, None))
+        };
+        let (key, b) = found.ok_or(ControlError::BindingNotFound(handle))?;
         super::vasa::secondary_id_text(&st, key, b).ok_or(ControlError::Internal {
             reason: "a bound secondary id outside its PE's addressing",
         })

@@ -11,12 +11,16 @@ use super::events::EventLog;
 use super::id_pool::IdPool;
 use crate::model::{
     ArrayId, ArraySpec, BackendKey, BindHandle, ContainerId, ContainerSpec, Generation, HostId,
-    PeId, PeSpec, PeState, SecondaryId, VvolId, VvolKey, VvolType,
+    PeId, PeSpec, PeState, SecondaryId, SecondaryIdScope, VvolId, VvolKey, VvolType,
 };
 use crate::router::{INLINE_HOSTS, LiveBinding, VolumeCore};
 
-/// A binding is named by its slot.
-pub(crate) type BindingKey = (PeId, SecondaryId);
+/// A binding is named by its slot: the PE, the secondary id, and the host
+/// whose space the id is from (`None` in [`SecondaryIdScope::PerPe`]
+/// scope, where one space serves every host). A LUN names a logical unit
+/// only within one I_T nexus (SAM-5 4.6.1), so in
+/// [`SecondaryIdScope::PerPeAndHost`] scope `(pe, sid)` alone is ambiguous.
+pub(crate) type BindingKey = (PeId, SecondaryId, Option<HostId>);
 
 #[derive(Debug)]
 pub(crate) struct ArrayState {
@@ -50,8 +54,123 @@ pub(crate) struct PeEntry {
     pub(crate) array: ArrayId,
     pub(crate) spec: PeSpec,
     pub(crate) state: PeState,
+    /// The PE's one space ([`SecondaryIdScope::PerPe`]; stays fresh in
+    /// per-host scope).
+    pub(crate) ids: IdPool,
+    /// Its array's scope.
+    pub(crate) scope: SecondaryIdScope,
+    /// Per-host spaces ([`SecondaryIdScope::PerPeAndHost`]): only hosts
+    /// holding a binding here have one, at most
+    /// [`Limits::max_host_spaces_per_pe`](super::Limits::max_host_spaces_per_pe).
+    pub(crate) host_ids: BTreeMap<HostId, HostSpace>,
+    /// The newest generation any dropped host space had issued: a space
+    /// made later starts above it, so no (PE, host, id) slot ever repeats
+    /// a generation and an old handle never reaches a later binding.
+    pub(crate) host_floor: u32,
+    pub(crate) bindings: u64,
+}
+
+/// One host's secondary-id space on a PE, and how many bindings it holds.
+#[derive(Debug)]
+pub(crate) struct HostSpace {
     pub(crate) ids: IdPool,
     pub(crate) bindings: u64,
+}
+
+impl PeEntry {
+    /// A fresh PE of `array` with its array's `scope`.
+    pub(crate) fn new(array: ArrayId, spec: PeSpec, scope: SecondaryIdScope) -> Self {
+        let space = spec.secondary_ids();
+        Self {
+            array,
+            state: PeState::Active,
+            ids: IdPool::new(space.first(), space.last()),
+            spec,
+            scope,
+            host_ids: BTreeMap::new(),
+            host_floor: 0,
+            bindings: 0,
+        }
+    }
+
+    /// The key of the binding at `sid` of this PE as `host` names it.
+    pub(crate) fn key(&self, pe: PeId, sid: SecondaryId, host: HostId) -> BindingKey {
+        (pe, sid, self.scope.is_per_host().then_some(host))
+    }
+
+    /// The `n`th id (from 0) `host` would get next here, with its tag;
+    /// `None` when its space is used up, or it has none and the PE already
+    /// keeps `max_spaces` host spaces.
+    pub(crate) fn peek_for(&self, host: HostId, n: u64, max_spaces: u32) -> Option<(u64, u32)> {
+        if !self.scope.is_per_host() {
+            return self.ids.peek_nth(n);
+        }
+        match self.host_ids.get(&host) {
+            Some(s) => s.ids.peek_nth(n),
+            None if self.host_ids.len() < max_spaces as usize => {
+                let space = self.spec.secondary_ids();
+                (n < space.len()).then(|| (space.first() + n, self.host_floor))
+            }
+            None => None,
+        }
+    }
+
+    /// Free ids for `host` here (see [`peek_for`](Self::peek_for)).
+    pub(crate) fn available_for(&self, host: HostId, max_spaces: u32) -> u64 {
+        if !self.scope.is_per_host() {
+            return self.ids.available();
+        }
+        match self.host_ids.get(&host) {
+            Some(s) => s.ids.available(),
+            None if self.host_ids.len() < max_spaces as usize => self.spec.secondary_ids().len(),
+            None => 0,
+        }
+    }
+
+    /// Takes the next id of `host`'s space (made if missing) and counts
+    /// the binding.
+    pub(crate) fn allocate_for(&mut self, host: HostId) {
+        self.bindings += 1;
+        if !self.scope.is_per_host() {
+            self.ids.allocate();
+            return;
+        }
+        let space = self.spec.secondary_ids();
+        let floor = self.host_floor;
+        let s = self.host_ids.entry(host).or_insert_with(|| HostSpace {
+            ids: IdPool::new(space.first(), space.last()).with_fresh_tag(floor),
+            bindings: 0,
+        });
+        s.ids.allocate();
+        s.bindings += 1;
+    }
+
+    /// Gives `sid` back to `host`'s space with the generation it had; a
+    /// host space left holding nothing is dropped (its newest generation
+    /// raises the floor).
+    pub(crate) fn free_for(&mut self, host: HostId, sid: SecondaryId, generation: u32) {
+        self.bindings = self.bindings.saturating_sub(1);
+        if !self.scope.is_per_host() {
+            self.ids.free(sid.0, generation);
+            return;
+        }
+        if let Some(s) = self.host_ids.get_mut(&host) {
+            s.ids.free(sid.0, generation);
+            s.bindings = s.bindings.saturating_sub(1);
+            if s.bindings == 0 {
+                self.host_floor = self.host_floor.max(s.ids.newest_tag());
+                self.host_ids.remove(&host);
+            }
+        }
+    }
+
+    /// The pool `key`'s id came from.
+    pub(crate) fn pool_of(&self, key: &BindingKey) -> Option<&IdPool> {
+        match key.2 {
+            None => Some(&self.ids),
+            Some(h) => self.host_ids.get(&h).map(|s| &s.ids),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -108,6 +227,8 @@ pub(crate) struct State {
     pub(crate) vvol_keys: IdPool,
     pub(crate) keys: HashMap<VvolKey, VvolId>,
     pub(crate) id_source: IdSource,
+    /// [`Limits::max_host_spaces_per_pe`](super::Limits::max_host_spaces_per_pe).
+    pub(crate) max_host_spaces: u32,
     /// Bumped by every applied record: a policy's view is still current
     /// when this has not moved.
     pub(crate) version: u64,
@@ -116,7 +237,7 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub(crate) fn new(max_vvols: u32, event_window: usize) -> Self {
+    pub(crate) fn new(max_vvols: u32, event_window: usize, max_host_spaces: u32) -> Self {
         Self {
             arrays: BTreeMap::new(),
             containers: BTreeMap::new(),
@@ -132,6 +253,7 @@ impl State {
             vvol_keys: IdPool::new(0, u64::from(max_vvols.max(1)) - 1),
             keys: HashMap::new(),
             id_source: IdSource::Random,
+            max_host_spaces,
             version: 0,
             log_index: 0,
         }
@@ -198,6 +320,15 @@ impl State {
         )))
     }
 
+    /// The key of the binding at `(pe, sid)` as `host` names it (the PE's
+    /// scope decides whether the host is part of it).
+    pub(crate) fn key_of(&self, pe: PeId, sid: SecondaryId, host: HostId) -> BindingKey {
+        match self.pes.get(&pe) {
+            Some(p) => p.key(pe, sid, host),
+            None => (pe, sid, None),
+        }
+    }
+
     pub(crate) fn handle(&self, key: BindingKey) -> BindHandle {
         BindHandle {
             pe: key.0,
@@ -213,13 +344,33 @@ impl State {
     /// pass it, and tests run it after every mutation.
     pub(crate) fn validate(&self) -> Result<(), &'static str> {
         let mut per_pe: HashMap<PeId, u64> = HashMap::new();
-        let freed: HashMap<PeId, HashSet<u64>> = self
+        let mut per_space: HashMap<(PeId, HostId), u64> = HashMap::new();
+        let freed_of = |pool: &IdPool| -> HashSet<u64> {
+            pool.parts().3.into_iter().map(|(f, _)| f).collect()
+        };
+        let freed: HashMap<(PeId, Option<HostId>), HashSet<u64>> = self
             .pes
             .iter()
-            .map(|(id, p)| (*id, p.ids.parts().3.into_iter().map(|(f, _)| f).collect()))
+            .flat_map(|(id, p)| {
+                std::iter::once(((*id, None), freed_of(&p.ids))).chain(
+                    p.host_ids
+                        .iter()
+                        .map(|(h, s)| ((*id, Some(*h)), freed_of(&s.ids))),
+                )
+            })
             .collect();
         for (key, b) in &self.bindings {
             let pe = self.pes.get(&key.0).ok_or("binding on an unknown PE")?;
+            if pe.scope.is_per_host() != key.2.is_some() {
+                return Err("binding key does not match its PE's scope");
+            }
+            if let Some(h) = key.2 {
+                if b.hosts.len() != 1 || b.hosts[0].0 != h {
+                    return Err("per-host binding held by another host");
+                }
+                *per_space.entry((key.0, h)).or_default() += 1;
+            }
+            let pool = pe.pool_of(key).ok_or("binding of a host without a space")?;
             let vvol = self
                 .vvols
                 .get(&b.vvol)
@@ -235,8 +386,10 @@ impl State {
                 return Err("binding PE of another protocol");
             }
             if !pe.spec.secondary_ids().contains(key.1)
-                || !pe.ids.is_issued(key.1.0)
-                || freed.get(&key.0).is_some_and(|f| f.contains(&key.1.0))
+                || !pool.is_issued(key.1.0)
+                || freed
+                    .get(&(key.0, key.2))
+                    .is_some_and(|f| f.contains(&key.1.0))
             {
                 return Err("binding at a secondary id the PE has not handed out");
             }
@@ -265,6 +418,16 @@ impl State {
         for (id, pe) in &self.pes {
             if pe.bindings != per_pe.get(id).copied().unwrap_or(0) {
                 return Err("PE binding count does not add up");
+            }
+            if pe.host_ids.len() > self.max_host_spaces as usize {
+                return Err("PE keeps more host spaces than its limit");
+            }
+            for (h, space) in &pe.host_ids {
+                if space.bindings == 0
+                    || space.bindings != per_space.get(&(*id, *h)).copied().unwrap_or(0)
+                {
+                    return Err("host space binding count does not add up");
+                }
             }
             if pe.state == PeState::Drained && pe.bindings > 0 {
                 return Err("drained PE with bindings");

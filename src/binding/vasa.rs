@@ -102,7 +102,9 @@ fn resolve(st: &State, host: HostId, handle: &VasaHandle) -> Result<BindingKey, 
                 .addressing()
                 .secondary_id_of(lun)
                 .ok_or_else(not_found)?;
-            let key = (pe, sid);
+            // VASA binds and unbinds per host, so the host names the space
+            // in per-(PE, host) scope.
+            let key = entry.key(pe, sid, host);
             held(&key).map(|_| key).ok_or_else(not_found)
         }
         VasaSecondaryId::Path { .. } => {
@@ -155,7 +157,7 @@ impl ControlPlane {
         let st = self.lock();
         st.host(host)?;
         let pe = st.pe(handle.pe)?;
-        let key = (handle.pe, handle.secondary_id);
+        let key = pe.key(handle.pe, handle.secondary_id, host);
         let b = st
             .bindings
             .get(&key)
@@ -181,6 +183,12 @@ impl ControlPlane {
 
     /// The crate's handle (with the slot's current generation) of the
     /// binding a VASA handle names, which `host` holds.
+    ///
+    /// VASA's bind and unbind calls are made per host, so the host is part
+    /// of the question: on a PE of a
+    /// [`SecondaryIdScope::PerPeAndHost`](crate::SecondaryIdScope::PerPeAndHost)
+    /// array the handle's `vvolSecondaryId` is looked up in `host`'s own
+    /// space (the same text may name another vVol for another host).
     ///
     /// # Errors
     /// [`ControlError::HostNotFound`], [`ControlError::UnknownPeInBandId`],

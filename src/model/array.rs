@@ -1,7 +1,7 @@
 //! Storage arrays: the owners of containers and protocol endpoints.
 
 use super::config_error::check_name;
-use super::{ArrayId, ConfigError, ContainerId, MAX_IEEE_COMPANY_ID, PeId};
+use super::{ArrayId, ConfigError, ContainerId, MAX_IEEE_COMPANY_ID, PeId, SecondaryIdScope};
 
 /// Everything needed to create an array.
 ///
@@ -16,6 +16,7 @@ use super::{ArrayId, ConfigError, ContainerId, MAX_IEEE_COMPANY_ID, PeId};
 pub struct ArraySpec {
     name: String,
     ieee_company_id: u32,
+    secondary_id_scope: SecondaryIdScope,
 }
 
 impl ArraySpec {
@@ -25,7 +26,22 @@ impl ArraySpec {
         Self {
             name: name.into(),
             ieee_company_id,
+            secondary_id_scope: SecondaryIdScope::PerPe,
         }
+    }
+
+    /// The same spec with its PEs' secondary ids scoped as `scope`
+    /// ([`SecondaryIdScope::PerPe`] by default).
+    #[must_use]
+    pub fn with_secondary_id_scope(mut self, scope: SecondaryIdScope) -> Self {
+        self.secondary_id_scope = scope;
+        self
+    }
+
+    /// How the array scopes its PEs' secondary ids.
+    #[must_use]
+    pub const fn secondary_id_scope(&self) -> SecondaryIdScope {
+        self.secondary_id_scope
     }
 
     /// The name.
@@ -64,6 +80,8 @@ pub struct Array {
     pub name: String,
     /// The IEEE company id in its NAA names.
     pub ieee_company_id: u32,
+    /// How its PEs scope secondary ids.
+    pub secondary_id_scope: SecondaryIdScope,
     /// Its containers, in id order.
     pub containers: Vec<ContainerId>,
     /// Its PEs, in id order.

@@ -185,7 +185,10 @@ impl PeSpec {
         self
     }
 
-    /// Sets the secondary ids the PE hands out.
+    /// Sets the secondary ids the PE hands out: to all hosts together, or
+    /// to each host on its own when the PE's array scopes ids per (PE,
+    /// host) ([`SecondaryIdScope::PerPeAndHost`](crate::SecondaryIdScope::PerPeAndHost);
+    /// Pure: `1..=16383` per host).
     #[must_use]
     pub const fn with_secondary_ids(mut self, space: SecondaryIdSpace) -> Self {
         self.secondary_ids = space;

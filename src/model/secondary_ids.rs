@@ -9,7 +9,8 @@ pub const MAX_EXTENDED_FLAT_24_ID: u64 = 0xFF_FFFF;
 /// Largest secondary id in long extended flat space addressing (E2h, 40 bits).
 pub const MAX_EXTENDED_FLAT_40_ID: u64 = 0xFF_FFFF_FFFF;
 /// Most secondary ids (routing slots) one PE may be configured with. The
-/// router's slot table for a PE grows to at most this many 16-byte slots.
+/// router's slot table for a PE (for each host of a PE whose ids are per
+/// host) grows to at most this many 16-byte slots.
 pub const MAX_SECONDARY_IDS_PER_PE: u64 = 1 << 22;
 
 /// How the subsidiary element of a SCSI LUN carries the secondary id
@@ -94,6 +95,9 @@ impl SubsidiaryAddressing {
 }
 
 /// The range of secondary ids a PE hands out, and how SCSI encodes them.
+/// It is the PE's one space, or in
+/// [`SecondaryIdScope::PerPeAndHost`](crate::SecondaryIdScope::PerPeAndHost)
+/// scope the range of each host's own space on the PE.
 ///
 /// The default is ids `1..=16383` in simple addressing: 0 addresses the PE
 /// (the administrative logical unit) itself.

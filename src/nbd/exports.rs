@@ -329,7 +329,13 @@ impl HostExports {
         Self { plane, host }
     }
 
-    /// The export name of a handle: `<pe-id>:<secondary-id>`.
+    /// The export name of a handle: `<pe-id>:<secondary-id>`. Names are per
+    /// host (one catalog serves one host, as one NBD listener per host
+    /// does), and within one host's catalog they are unambiguous in either
+    /// [`SecondaryIdScope`](crate::SecondaryIdScope): a host holds at most
+    /// one binding per (PE, secondary id). In per-(PE, host) scope another
+    /// host's catalog may list the same name for its own, different vVol;
+    /// opening it there routes to that host's binding.
     #[must_use]
     pub fn export_name(handle: BindHandle) -> String {
         format!("{}:{}", handle.pe.0, handle.secondary_id.0)

@@ -120,8 +120,11 @@ impl Router {
             secondary_id: handle.secondary_id,
             generation: handle.generation,
         };
+        // In per-host scope the host's own space (SAM-5 4.6.1: a LUN is
+        // per I_T nexus); in per-PE scope the PE's.
         let binding = table
-            .binding(handle.secondary_id)
+            .slots(Some(host))
+            .and_then(|s| s.binding(handle.secondary_id))
             .ok_or_else(|| fail(not_bound()))?;
         match binding.as_deref() {
             Some(b) if b.generation == handle.generation => {

@@ -1,7 +1,11 @@
 //! The data plane: resolves (PE, secondary id) and routes I/O to backends.
 //!
 //! [`Router::resolve`] is one bounds check and three dependent loads (PE
-//! table, slot chunk, slot word): no lock, no hashing, no shared write. Bind
+//! table, slot chunk, slot word): no lock, no hashing, no shared write. On a
+//! PE whose secondary ids are per (PE, host)
+//! ([`SecondaryIdScope::PerPeAndHost`](crate::SecondaryIdScope::PerPeAndHost))
+//! [`Router::resolve_for_host`] loads the host's slot table first (one more
+//! load) and routed I/O does the same with the calling host. Bind
 //! and unbind publish into the same tables from the control plane without
 //! ever blocking a reader. Routed I/O pins the binding it resolved (an
 //! `arc-swap` guard), so an unbind never waits for I/O and I/O that resolved
@@ -26,7 +30,7 @@ pub use table::SLOT_CHUNK;
 pub(crate) use table::TableState;
 pub(crate) use volume::{INLINE_HOSTS, LiveBinding, VolumeCore};
 
-use crate::model::{Generation, PeId, SecondaryId, SecondaryIdSpace, VvolKey};
+use crate::model::{Generation, HostId, PeId, SecondaryId, SecondaryIdSpace, VvolKey};
 
 /// What [`Router::resolve`] finds in a slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -63,13 +67,17 @@ pub struct Resolved {
 #[derive(Debug)]
 pub struct Router {
     pes: Box<[OnceLock<PeTable>]>,
+    /// Host cells of a per-host PE table (`Limits::max_hosts`).
+    max_hosts: u32,
 }
 
 impl Router {
-    /// A router with room for `max_pes` PEs (ids `0..max_pes`).
-    pub(crate) fn new(max_pes: u32) -> Self {
+    /// A router with room for `max_pes` PEs (ids `0..max_pes`) and, on PEs
+    /// whose secondary ids are per host, `max_hosts` hosts.
+    pub(crate) fn new(max_pes: u32, max_hosts: u32) -> Self {
         Self {
             pes: (0..max_pes).map(|_| OnceLock::new()).collect(),
+            max_hosts,
         }
     }
 
@@ -81,14 +89,48 @@ impl Router {
     /// Finds what is bound at `(pe, secondary_id)`: `None` when the slot is
     /// empty, outside the PE's range, or the PE is unknown, failed or removed.
     /// Takes no lock and writes no shared memory.
+    ///
+    /// On a PE of a [`SecondaryIdScope::PerPeAndHost`](crate::SecondaryIdScope::PerPeAndHost)
+    /// array a secondary id names a binding only together with the host
+    /// (a LUN names a logical unit within one I_T nexus, SAM-5 4.6.1), so
+    /// this host-less form does not guess: it returns `None`. Use
+    /// [`resolve_for_host`](Self::resolve_for_host) there.
     #[inline]
     #[must_use]
     pub fn resolve(&self, pe: PeId, secondary_id: SecondaryId) -> Option<Resolved> {
+        self.resolve_in(pe, None, secondary_id)
+    }
+
+    /// Finds what is bound at `secondary_id` of `pe` as `host` addresses
+    /// it: in [`SecondaryIdScope::PerPe`](crate::SecondaryIdScope::PerPe)
+    /// scope the same as [`resolve`](Self::resolve) (the host does not take
+    /// part), in [`SecondaryIdScope::PerPeAndHost`](crate::SecondaryIdScope::PerPeAndHost)
+    /// scope the slot of `host`'s own space (one more load: the host's
+    /// slot table). `None` as for `resolve`, or when `host` holds nothing
+    /// there. Whether the host may do I/O is checked by the I/O calls.
+    #[inline]
+    #[must_use]
+    pub fn resolve_for_host(
+        &self,
+        pe: PeId,
+        host: HostId,
+        secondary_id: SecondaryId,
+    ) -> Option<Resolved> {
+        self.resolve_in(pe, Some(host), secondary_id)
+    }
+
+    #[inline]
+    fn resolve_in(
+        &self,
+        pe: PeId,
+        host: Option<HostId>,
+        secondary_id: SecondaryId,
+    ) -> Option<Resolved> {
         let table = self.table(pe)?;
         if matches!(table.state(), TableState::Failed | TableState::Removed) {
             return None;
         }
-        let word = table.word(secondary_id)?;
+        let word = table.slots(host)?.word(secondary_id)?;
         Some(Resolved {
             vvol: word.key?,
             generation: word.generation,
@@ -120,7 +162,8 @@ impl Router {
     }
 
     /// Bytes held by every PE's routing slots (16 bytes a slot, allocated in
-    /// chunks of [`SLOT_CHUNK`]).
+    /// chunks of [`SLOT_CHUNK`]), with, on per-host PEs, the host cells
+    /// (16 bytes for each of `Limits::max_hosts`) and each host's table.
     #[must_use]
     pub fn slot_bytes(&self) -> usize {
         self.pes
@@ -132,12 +175,19 @@ impl Router {
 
     // ---- control-plane side -------------------------------------------------
 
-    pub(crate) fn add_pe(&self, pe: PeId, space: SecondaryIdSpace, queue_depth: u32) {
+    pub(crate) fn add_pe(
+        &self,
+        pe: PeId,
+        space: SecondaryIdSpace,
+        queue_depth: u32,
+        per_host: bool,
+    ) {
         let cell = self
             .pes
             .get(pe.0 as usize)
             .expect("the control plane checks max_pes before adding a PE");
-        let fresh = cell.set(PeTable::new(space, queue_depth)).is_ok();
+        let cells = if per_host { self.max_hosts.max(1) } else { 0 };
+        let fresh = cell.set(PeTable::new(space, queue_depth, cells)).is_ok();
         assert!(fresh, "PE ids are never reused");
     }
 
@@ -147,20 +197,34 @@ impl Router {
         }
     }
 
-    pub(crate) fn publish(&self, pe: PeId, sid: SecondaryId, binding: Arc<LiveBinding>) {
+    /// Publishes at `sid` of `host`'s space on `pe` (`None`: the PE's one
+    /// space).
+    pub(crate) fn publish(
+        &self,
+        pe: PeId,
+        host: Option<HostId>,
+        sid: SecondaryId,
+        binding: Arc<LiveBinding>,
+    ) {
         let table = self.table(pe).expect("bindings are only made on known PEs");
-        table.publish(sid, binding);
+        table.publish(host, sid, binding);
     }
 
-    pub(crate) fn replace(&self, pe: PeId, sid: SecondaryId, binding: Arc<LiveBinding>) {
+    pub(crate) fn replace(
+        &self,
+        pe: PeId,
+        host: Option<HostId>,
+        sid: SecondaryId,
+        binding: Arc<LiveBinding>,
+    ) {
         if let Some(table) = self.table(pe) {
-            table.replace(sid, binding);
+            table.replace(host, sid, binding);
         }
     }
 
-    pub(crate) fn retire(&self, pe: PeId, sid: SecondaryId) {
+    pub(crate) fn retire(&self, pe: PeId, host: Option<HostId>, sid: SecondaryId) {
         if let Some(table) = self.table(pe) {
-            table.retire(sid);
+            table.retire(host, sid);
         }
     }
 }

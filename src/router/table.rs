@@ -20,7 +20,7 @@ use arc_swap::ArcSwapOption;
 use super::slot::{self, Word};
 use super::stats::Counters;
 use super::volume::LiveBinding;
-use crate::model::{SecondaryId, SecondaryIdSpace};
+use crate::model::{HostId, SecondaryId, SecondaryIdSpace};
 
 /// Slots allocated together when the first id of their range is handed out.
 ///
@@ -61,48 +61,25 @@ impl Chunk {
     }
 }
 
+/// The slots of one secondary-id space: the PE's, or in
+/// [`SecondaryIdScope::PerPeAndHost`](crate::SecondaryIdScope::PerPeAndHost)
+/// scope one host's on the PE.
 #[derive(Debug)]
-pub(crate) struct PeTable {
+pub(crate) struct Slots {
     first: u64,
     len: u64,
     chunks: Box<[OnceLock<Box<Chunk>>]>,
-    state: AtomicU8,
-    pub(crate) queue_depth: u32,
-    pub(crate) in_flight: AtomicU32,
-    pub(crate) counters: Counters,
-    /// Bumped on every publish, replace, retire and state change.
-    pub(crate) changes: AtomicU64,
 }
 
-impl PeTable {
-    pub(crate) fn new(space: SecondaryIdSpace, queue_depth: u32) -> Self {
+impl Slots {
+    fn new(space: SecondaryIdSpace) -> Self {
         let chunks = space.len().div_ceil(SLOT_CHUNK);
         Self {
             first: space.first(),
             len: space.len(),
             chunks: (0..chunks).map(|_| OnceLock::new()).collect(),
-            state: AtomicU8::new(TableState::Active as u8),
-            queue_depth,
-            in_flight: AtomicU32::new(0),
-            counters: Counters::default(),
-            changes: AtomicU64::new(0),
         }
     }
-
-    pub(crate) fn state(&self) -> TableState {
-        match self.state.load(Ordering::Acquire) {
-            0 => TableState::Active,
-            1 => TableState::Draining,
-            2 => TableState::Failed,
-            _ => TableState::Removed,
-        }
-    }
-
-    pub(crate) fn set_state(&self, state: TableState) {
-        self.state.store(state as u8, Ordering::Release);
-        self.changes.fetch_add(1, Ordering::Release);
-    }
-
     /// The chunk and the place in it of `sid`; `None` outside the range.
     #[inline]
     fn index(&self, sid: SecondaryId) -> Option<(usize, usize)> {
@@ -143,8 +120,8 @@ impl PeTable {
         Some(slot::resolve(&chunk.words[at]))
     }
 
-    /// Publishes `binding` at `sid` under its generation. Control plane only.
-    pub(crate) fn publish(&self, sid: SecondaryId, binding: Arc<LiveBinding>) {
+    /// Publishes `binding` at `sid` under its generation.
+    fn publish(&self, sid: SecondaryId, binding: Arc<LiveBinding>) {
         let (chunk, at) = self
             .chunk_or_create(sid)
             .expect("the control plane only hands out ids inside the PE's range");
@@ -156,35 +133,165 @@ impl PeTable {
             key,
             binding,
         );
-        self.changes.fetch_add(1, Ordering::Release);
     }
 
     /// Replaces the binding at `sid` (same generation, new host set).
-    pub(crate) fn replace(&self, sid: SecondaryId, binding: Arc<LiveBinding>) {
-        if let Some((chunk, at)) = self.chunk(sid) {
-            debug_assert_eq!(
-                Word::decode(chunk.words[at].load(Ordering::Relaxed)).generation,
-                binding.generation
-            );
-            chunk.bindings[at].store(Some(binding));
-            self.changes.fetch_add(1, Ordering::Release);
-        }
+    fn replace(&self, sid: SecondaryId, binding: Arc<LiveBinding>) -> bool {
+        let Some((chunk, at)) = self.chunk(sid) else {
+            return false;
+        };
+        debug_assert_eq!(
+            Word::decode(chunk.words[at].load(Ordering::Relaxed)).generation,
+            binding.generation
+        );
+        chunk.bindings[at].store(Some(binding));
+        true
     }
 
     /// Empties the slot at `sid`, keeping its generation.
-    pub(crate) fn retire(&self, sid: SecondaryId) {
-        if let Some((chunk, at)) = self.chunk(sid) {
-            slot::retire(&chunk.words[at], &chunk.bindings[at]);
-            self.changes.fetch_add(1, Ordering::Release);
-        }
+    fn retire(&self, sid: SecondaryId) -> bool {
+        let Some((chunk, at)) = self.chunk(sid) else {
+            return false;
+        };
+        slot::retire(&chunk.words[at], &chunk.bindings[at]);
+        true
     }
 
     /// Bytes held by allocated slot chunks.
-    pub(crate) fn slot_bytes(&self) -> usize {
+    fn slot_bytes(&self) -> usize {
         self.chunks
             .iter()
             .filter_map(OnceLock::get)
             .map(|_| std::mem::size_of::<Chunk>())
             .sum()
+    }
+}
+
+/// One PE's router state: its slots (one space, or one per host), state,
+/// queue and counters.
+#[derive(Debug)]
+pub(crate) struct PeTable {
+    /// The PE's one space; empty (no chunk ever made) in per-host scope.
+    slots: Slots,
+    /// Per-host spaces, indexed by host id (`Limits::max_hosts` cells);
+    /// empty in per-PE scope. A host's slots are made on its first binding
+    /// here and kept for the PE's life (readers hold no lock, so they are
+    /// never freed); their chunks come on first use as in the PE's space.
+    /// Resolving through them costs one more load than per-PE scope.
+    hosts: Box<[OnceLock<Box<Slots>>]>,
+    space: SecondaryIdSpace,
+    state: AtomicU8,
+    pub(crate) queue_depth: u32,
+    pub(crate) in_flight: AtomicU32,
+    pub(crate) counters: Counters,
+    /// Bumped on every publish, replace, retire and state change.
+    pub(crate) changes: AtomicU64,
+}
+
+impl PeTable {
+    /// A PE table; `per_host_cells` > 0 makes it per host with that many
+    /// host cells.
+    pub(crate) fn new(space: SecondaryIdSpace, queue_depth: u32, per_host_cells: u32) -> Self {
+        Self {
+            slots: Slots::new(space),
+            hosts: (0..per_host_cells).map(|_| OnceLock::new()).collect(),
+            space,
+            state: AtomicU8::new(TableState::Active as u8),
+            queue_depth,
+            in_flight: AtomicU32::new(0),
+            counters: Counters::default(),
+            changes: AtomicU64::new(0),
+        }
+    }
+
+    /// The slots `host` addresses: the PE's in per-PE scope (whatever the
+    /// host), the host's in per-host scope; `None` for no host in per-host
+    /// scope (a secondary id alone names nothing there) or a host without
+    /// slots yet.
+    #[inline]
+    pub(crate) fn slots(&self, host: Option<HostId>) -> Option<&Slots> {
+        if self.hosts.is_empty() {
+            return Some(&self.slots);
+        }
+        Some(self.hosts.get(host?.0 as usize)?.get()?)
+    }
+
+    fn slots_or_create(&self, host: Option<HostId>) -> &Slots {
+        match host {
+            None => &self.slots,
+            Some(h) => self
+                .hosts
+                .get(h.0 as usize)
+                .expect("host ids are below max_hosts")
+                .get_or_init(|| Box::new(Slots::new(self.space))),
+        }
+    }
+
+    pub(crate) fn state(&self) -> TableState {
+        match self.state.load(Ordering::Acquire) {
+            0 => TableState::Active,
+            1 => TableState::Draining,
+            2 => TableState::Failed,
+            _ => TableState::Removed,
+        }
+    }
+
+    pub(crate) fn set_state(&self, state: TableState) {
+        self.state.store(state as u8, Ordering::Release);
+        self.changes.fetch_add(1, Ordering::Release);
+    }
+
+    /// Publishes `binding` at `sid` of `host`'s space (`None`: the PE's)
+    /// under its generation. Control plane only.
+    pub(crate) fn publish(
+        &self,
+        host: Option<HostId>,
+        sid: SecondaryId,
+        binding: Arc<LiveBinding>,
+    ) {
+        self.slots_or_create(host).publish(sid, binding);
+        self.changes.fetch_add(1, Ordering::Release);
+    }
+
+    /// Replaces the binding at `sid` (same generation, new host set).
+    pub(crate) fn replace(
+        &self,
+        host: Option<HostId>,
+        sid: SecondaryId,
+        binding: Arc<LiveBinding>,
+    ) {
+        if self
+            .slots_for_write(host)
+            .is_some_and(|s| s.replace(sid, binding))
+        {
+            self.changes.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Empties the slot at `sid`, keeping its generation.
+    pub(crate) fn retire(&self, host: Option<HostId>, sid: SecondaryId) {
+        if self.slots_for_write(host).is_some_and(|s| s.retire(sid)) {
+            self.changes.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    fn slots_for_write(&self, host: Option<HostId>) -> Option<&Slots> {
+        match host {
+            None => Some(&self.slots),
+            Some(h) => Some(self.hosts.get(h.0 as usize)?.get()?),
+        }
+    }
+
+    /// Bytes held by allocated slot chunks (and per-host slot tables).
+    pub(crate) fn slot_bytes(&self) -> usize {
+        let host_tables: usize = self
+            .hosts
+            .iter()
+            .filter_map(OnceLock::get)
+            .map(|s| s.slot_bytes() + std::mem::size_of::<Slots>())
+            .sum();
+        self.slots.slot_bytes()
+            + host_tables
+            + self.hosts.len() * std::mem::size_of::<OnceLock<Box<Slots>>>()
     }
 }

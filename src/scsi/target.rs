@@ -472,7 +472,7 @@ impl ScsiTarget {
             }
             Some(element) if element.addressing() == pe.addressing => {
                 let sid = element.secondary_id();
-                let Some(resolved) = self.router.resolve(pe.id, sid) else {
+                let Some(resolved) = self.router.resolve_for_host(pe.id, nexus.host, sid) else {
                     return Ok(Lu::Unsupported);
                 };
                 let handle = BindHandle {

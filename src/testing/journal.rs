@@ -25,7 +25,8 @@
 
 use crate::binding::{ControlPlane, JournalOptions, Limits, MemStore, frame, split};
 use crate::model::{
-    BindContext, ContainerSpec, Naa, PeSpec, Protocol, UnbindContext, VvolSpec, VvolType,
+    ArraySpec, BindContext, ContainerSpec, Naa, PeSpec, Protocol, SecondaryIdScope, UnbindContext,
+    VvolSpec, VvolType,
 };
 
 /// Most edits [`apply_edits`] applies from one input (the rest is ignored),
@@ -43,8 +44,17 @@ const SPARE_PE_NAA: Naa = match Naa::from_parts(crate::testing::QUICKSTART_COMPA
     None => panic!("the spare PE's NAA fields fit"),
 };
 
+/// The NAA of the PE of [`sample_journal`]'s per-(PE, host) array.
+const PER_HOST_PE_NAA: Naa =
+    match Naa::from_parts(crate::testing::QUICKSTART_COMPANY_ID, 0x5B, 0x5B) {
+        Some(naa) => naa,
+        None => panic!("the per-host PE's NAA fields fit"),
+    };
+
 /// A journal with a header, a snapshot (the quickstart topology with bound
-/// VMs, a drained and a failed PE) and, after it, records of every kind the
+/// VMs, a drained and a failed PE, and an array with per-(PE, host)
+/// secondary ids: two hosts bound at the same id, one host space dropped
+/// and made again) and, after it, records of every kind the
 /// plane writes: add and remove of containers, PEs and hosts, PE contexts,
 /// create, resize and delete of vVols, binds (new, repeated, faulted),
 /// unbinds, PE state changes.
@@ -72,7 +82,38 @@ pub fn sample_journal() -> Result<Vec<u8>, crate::Error> {
         topo.arrays[0],
         ContainerSpec::new("thin", Protocol::Scsi, 1 << 40).with_overcommit_percent(400),
     )?;
+    // Per-(PE, host) secondary ids (tag 23 array; snapshot section 2).
+    let pure = plane.add_array(
+        ArraySpec::new("pure", crate::testing::QUICKSTART_COMPANY_ID)
+            .with_secondary_id_scope(SecondaryIdScope::PerPeAndHost),
+    )?;
+    let pure_c = plane.add_container(pure, ContainerSpec::new("p", Protocol::Scsi, 1 << 40))?;
+    let pure_pe = plane.add_pe(pure, PeSpec::scsi(PER_HOST_PE_NAA, 300))?;
+    for h in [h0, h1] {
+        let mut context = plane.host(h)?.pe_context;
+        context.push(pure_pe);
+        plane.set_pe_context(h, &context)?;
+    }
+    let spec = VvolSpec::new(VvolType::Data, 1 << 20);
+    let p = [
+        plane.create_vvol(pure_c, spec.clone())?,
+        plane.create_vvol(pure_c, spec.clone())?,
+        plane.create_vvol(pure_c, spec)?,
+    ];
+    plane.bind(h0, &p[..1], BindContext::Normal)?;
+    for handle in plane
+        .bind(h1, &p[1..2], BindContext::Normal)?
+        .into_iter()
+        .flatten()
+    {
+        plane.unbind(h1, handle, UnbindContext::Normal)?;
+    }
+    plane.bind(h1, &p[2..], BindContext::Normal)?;
     plane.compact_journal()?;
+    plane.add_array(
+        ArraySpec::new("pure-2", crate::testing::QUICKSTART_COMPANY_ID)
+            .with_secondary_id_scope(SecondaryIdScope::PerPeAndHost),
+    )?;
     plane.add_container(
         topo.arrays[1],
         ContainerSpec::new("thin-nfs", Protocol::Nfs, 1 << 40).with_overcommit_percent(250),

@@ -64,9 +64,11 @@ pub(crate) fn fingerprint(plane: &ControlPlane) -> String {
             bs.sort();
             line(format!("  {bs:?}"));
             for b in plane.bindings_for_pe(pe).unwrap() {
+                // Host-aware: in per-(PE, host) scope the id names the
+                // binding only with its host (per PE the host is ignored).
                 let r = plane
                     .router()
-                    .resolve(pe, b.handle.secondary_id)
+                    .resolve_for_host(pe, b.hosts[0].0, b.handle.secondary_id)
                     .map(|r| r.generation);
                 line(format!("  resolve {:?} -> {r:?}", b.handle.secondary_id));
             }

@@ -32,4 +32,5 @@ mod scsi_lun;
 mod scsi_multipath;
 #[cfg(feature = "scsi")]
 mod scsi_target;
+mod secondary_scope;
 mod vasa;

@@ -147,12 +147,16 @@ fn options(disks: &Arc<Disks>) -> JournalOptions {
 
 impl World {
     fn new() -> Self {
+        Self::with_scope(SecondaryIdScope::PerPe)
+    }
+
+    fn with_scope(scope: SecondaryIdScope) -> Self {
         let mem = MemStore::new();
         let disks = Arc::new(Disks::default());
         let plane =
             ControlPlane::with_store(Box::new(mem.clone()), limits(), options(&disks)).unwrap();
         let array = plane
-            .add_array(ArraySpec::new("array-a", 0x00_1a_2b))
+            .add_array(ArraySpec::new("array-a", 0x00_1a_2b).with_secondary_id_scope(scope))
             .unwrap();
         let container = plane
             .add_container(array, ContainerSpec::new("gold", Protocol::Scsi, 1 << 40))
@@ -394,8 +398,13 @@ proptest! {
     #[test]
     fn reopen_and_compaction_change_nothing_a_host_sees(
         steps in prop::collection::vec((op(), then()), 1..60),
+        per_host in any::<bool>(),
     ) {
-        let mut w = World::new();
+        let mut w = World::with_scope(if per_host {
+            SecondaryIdScope::PerPeAndHost
+        } else {
+            SecondaryIdScope::PerPe
+        });
         w.follow();
         for (op, then) in &steps {
             w.run(op);

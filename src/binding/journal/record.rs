@@ -11,7 +11,8 @@ use super::fields::{
 };
 use crate::model::{
     ArrayId, ArraySpec, BackendKey, ContainerId, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT,
-    Generation, HostId, PeId, PeSpec, PeState, SecondaryId, VvolId, VvolKey, VvolType,
+    Generation, HostId, PeId, PeSpec, PeState, SecondaryId, SecondaryIdScope, VvolId, VvolKey,
+    VvolType,
 };
 
 /// One item of a bind call, as decided.
@@ -120,10 +121,16 @@ enum Tag {
     /// [`Record::AddContainer`] of a container whose over-commit is not the
     /// default (tag 2 records restore with the default).
     AddContainerOvercommit = 16,
+    /// [`Record::AddArray`] of an array whose secondary ids are not per PE
+    /// (one more byte: the scope; tag 1 records restore as per PE).
+    AddArrayScoped = 23,
 }
 
+/// The journal code of a secondary-id scope (tag 23 records).
+const SCOPE_PER_PE_AND_HOST: u8 = 1;
+
 impl Tag {
-    const ALL: [Self; 16] = [
+    const ALL: [Self; 17] = [
         Self::AddArray,
         Self::AddContainer,
         Self::RemoveContainer,
@@ -140,6 +147,7 @@ impl Tag {
         Self::SetPeState,
         Self::IdSeed,
         Self::AddContainerOvercommit,
+        Self::AddArrayScoped,
     ];
 
     fn from_u8(b: u8) -> Option<Self> {
@@ -192,7 +200,13 @@ pub(crate) fn get_backend_key(r: &mut Reader<'_>) -> Result<Option<BackendKey>, 
 impl Record {
     fn tag(&self) -> Tag {
         match self {
-            Self::AddArray { .. } => Tag::AddArray,
+            Self::AddArray { spec, .. } => {
+                if spec.secondary_id_scope() == SecondaryIdScope::PerPe {
+                    Tag::AddArray
+                } else {
+                    Tag::AddArrayScoped
+                }
+            }
             Self::AddContainer { spec, .. } => {
                 if spec.overcommit_percent() == DEFAULT_OVERCOMMIT_PERCENT {
                     Tag::AddContainer
@@ -224,6 +238,11 @@ impl Record {
             Self::AddArray { id, spec } => {
                 w.u32(id.0);
                 put_array_spec(&mut w, spec);
+                match spec.secondary_id_scope() {
+                    SecondaryIdScope::PerPeAndHost => w.u8(SCOPE_PER_PE_AND_HOST),
+                    // Tag 1 carries no scope byte.
+                    SecondaryIdScope::PerPe => {}
+                }
             }
             Self::AddContainer { id, array, spec } => {
                 w.u32(id.0);
@@ -337,6 +356,18 @@ impl Record {
                 id: ArrayId(r.u32()?),
                 spec: get_array_spec(&mut r)?,
             },
+            Tag::AddArrayScoped => {
+                let id = ArrayId(r.u32()?);
+                let spec = get_array_spec(&mut r)?;
+                let scope = match r.u8()? {
+                    SCOPE_PER_PE_AND_HOST => SecondaryIdScope::PerPeAndHost,
+                    _ => return Err(bad("bad secondary-id scope")),
+                };
+                Self::AddArray {
+                    id,
+                    spec: spec.with_secondary_id_scope(scope),
+                }
+            }
             Tag::AddContainer => Self::AddContainer {
                 id: ContainerId(r.u32()?),
                 array: ArrayId(r.u32()?),
@@ -517,8 +548,18 @@ mod tests {
                 spec: ContainerSpec::new("thin", Protocol::Nfs, 1 << 30)
                     .with_overcommit_percent(400),
             },
+            Record::AddArray {
+                id: ArrayId(2),
+                spec: ArraySpec::new("pure", 0x24_a9_37)
+                    .with_secondary_id_scope(SecondaryIdScope::PerPeAndHost),
+            },
         ];
         assert_eq!(records.len(), Tag::ALL.len());
+        let per_host = records.last().unwrap().encode();
+        assert_eq!(per_host[0], 23);
+        let mut bad_scope = per_host.clone();
+        *bad_scope.last_mut().unwrap() = 9;
+        assert!(Record::decode(&bad_scope).is_err());
         for rec in records {
             let bytes = rec.encode();
             assert_eq!(Record::decode(&bytes).unwrap(), rec);

@@ -12,11 +12,16 @@ use super::fields::{
 use super::record::{get_backend_key, put_backend_key};
 use crate::model::{
     ArrayId, ArraySpec, BackendKey, ContainerId, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT,
-    Generation, HostId, PeId, PeSpec, PeState, SecondaryId, VvolId, VvolKey, VvolType,
+    Generation, HostId, PeId, PeSpec, PeState, SecondaryId, SecondaryIdScope, VvolId, VvolKey,
+    VvolType,
 };
 
 /// Tag of the optional snapshot section with the containers' over-commit.
 const SECTION_OVERCOMMIT: u8 = 1;
+/// Tag of the optional snapshot section with per-(PE, host) secondary-id
+/// spaces: the arrays in [`SecondaryIdScope::PerPeAndHost`] scope, and per
+/// PE of theirs the generation floor and each host's id pool.
+const SECTION_HOST_SPACES: u8 = 2;
 
 /// Magic bytes opening a snapshot.
 const SNAPSHOT_MAGIC: &[u8; 8] = b"VVOLSNP\0";
@@ -30,6 +35,9 @@ pub(crate) struct PoolData {
     pub(crate) last: u64,
     pub(crate) fresh_left: bool,
     pub(crate) freed: Vec<(u64, u32)>,
+    /// The tag of fresh ids (0 but in a re-made host space; encoded only
+    /// in the host-spaces section).
+    pub(crate) fresh_tag: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +47,10 @@ pub(crate) struct PeData {
     pub(crate) spec: PeSpec,
     pub(crate) state: PeState,
     pub(crate) ids: PoolData,
+    /// Per-(PE, host) scope: the generation floor of new host spaces.
+    pub(crate) host_floor: u32,
+    /// Per-(PE, host) scope: each host's pool, in host order.
+    pub(crate) host_pools: Vec<(HostId, PoolData)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,6 +124,7 @@ fn get_pool(r: &mut Reader<'_>) -> Result<PoolData, JournalError> {
         last,
         fresh_left,
         freed,
+        fresh_tag: 0,
     })
 }
 
@@ -204,6 +217,37 @@ impl Snapshot {
                 w.u32(percent);
             }
         }
+        // Optional section (absent when every array is per PE, as in
+        // older snapshots).
+        let per_host: Vec<ArrayId> = self
+            .arrays
+            .iter()
+            .filter(|(_, spec)| spec.secondary_id_scope() == SecondaryIdScope::PerPeAndHost)
+            .map(|(id, _)| *id)
+            .collect();
+        if !per_host.is_empty() {
+            w.u8(SECTION_HOST_SPACES);
+            w.usize(per_host.len());
+            for id in &per_host {
+                w.u32(id.0);
+            }
+            let pes: Vec<&PeData> = self
+                .pes
+                .iter()
+                .filter(|p| per_host.contains(&p.array))
+                .collect();
+            w.usize(pes.len());
+            for p in pes {
+                w.u32(p.id.0);
+                w.u32(p.host_floor);
+                w.usize(p.host_pools.len());
+                for (h, pool) in &p.host_pools {
+                    w.u32(h.0);
+                    w.u32(pool.fresh_tag);
+                    put_pool(&mut w, pool);
+                }
+            }
+        }
         w.buf
     }
 
@@ -258,6 +302,8 @@ impl Snapshot {
                 spec,
                 state,
                 ids,
+                host_floor: 0,
+                host_pools: Vec::new(),
             });
         }
         for _ in 0..r.count(20)? {
@@ -311,22 +357,72 @@ impl Snapshot {
                 bindings,
             });
         }
-        if !r.at_end() {
-            if r.u8()? != SECTION_OVERCOMMIT {
-                return Err(super::fields::bad("unknown snapshot section"));
+        let mut last_section = 0;
+        while !r.at_end() {
+            // Sections in increasing tag order, each at most once.
+            let section = r.u8()?;
+            if section <= last_section {
+                return Err(super::fields::bad(
+                    "snapshot section repeated or out of order",
+                ));
             }
-            for _ in 0..r.count(8)? {
-                let id = ContainerId(r.u32()?);
-                let percent = r.u32()?;
-                let (_, _, spec) = s
-                    .containers
-                    .iter_mut()
-                    .find(|(c, _, _)| *c == id)
-                    .ok_or_else(|| super::fields::bad("over-commit of an unknown container"))?;
-                *spec = spec.clone().with_overcommit_percent(percent);
+            last_section = section;
+            match section {
+                SECTION_OVERCOMMIT => s.decode_overcommit(&mut r)?,
+                SECTION_HOST_SPACES => s.decode_host_spaces(&mut r)?,
+                _ => return Err(super::fields::bad("unknown snapshot section")),
             }
         }
         r.finish()?;
         Ok(s)
+    }
+
+    fn decode_overcommit(&mut self, r: &mut Reader<'_>) -> Result<(), JournalError> {
+        for _ in 0..r.count(8)? {
+            let id = ContainerId(r.u32()?);
+            let percent = r.u32()?;
+            let (_, _, spec) = self
+                .containers
+                .iter_mut()
+                .find(|(c, _, _)| *c == id)
+                .ok_or_else(|| super::fields::bad("over-commit of an unknown container"))?;
+            *spec = spec.clone().with_overcommit_percent(percent);
+        }
+        Ok(())
+    }
+
+    fn decode_host_spaces(&mut self, r: &mut Reader<'_>) -> Result<(), JournalError> {
+        for _ in 0..r.count(4)? {
+            let id = ArrayId(r.u32()?);
+            let (_, spec) = self
+                .arrays
+                .iter_mut()
+                .find(|(a, _)| *a == id)
+                .ok_or_else(|| super::fields::bad("host spaces of an unknown array"))?;
+            *spec = spec
+                .clone()
+                .with_secondary_id_scope(SecondaryIdScope::PerPeAndHost);
+        }
+        for _ in 0..r.count(16)? {
+            let id = PeId(r.u32()?);
+            let floor = r.u32()?;
+            let n = r.count(33)?;
+            let mut pools = Vec::with_capacity(n);
+            for _ in 0..n {
+                let host = HostId(r.u32()?);
+                let fresh_tag = r.u32()?;
+                let mut pool = get_pool(r)?;
+                pool.fresh_tag = fresh_tag;
+                pools.push((host, pool));
+            }
+            let pe = self
+                .pes
+                .iter_mut()
+                .find(|p| p.id == id)
+                .ok_or_else(|| super::fields::bad("host spaces of an unknown PE"))?;
+            pe.host_floor = floor;
+            pe.host_pools = pools;
+        }
+        Ok(())
     }
 }
