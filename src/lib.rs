@@ -90,6 +90,7 @@ pub use binding::{
     SNAPSHOT_CHUNK_BYTES, StatsSnapshot, UnbindResults, VasaFault,
 };
 pub use error::Error;
+pub use model::{LuReservations, PrLu, PrNexus, PrRegistration, PrReservation, PrType};
 pub use model::{
     Array, ArrayId, ArraySpec, BackendKey, BindContext, BindHandle, BindingInfo, ConfigError,
     Container, ContainerId, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT, DEFAULT_QUEUE_DEPTH,

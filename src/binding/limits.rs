@@ -32,6 +32,12 @@ pub struct Limits {
     pub event_window: usize,
     /// Longest array, container or host name in bytes.
     pub max_name_len: usize,
+    /// Most persistent reservation registrations (I_T nexuses) of one
+    /// logical unit; past it PERSISTENT RESERVE OUT answers INSUFFICIENT
+    /// REGISTRATION RESOURCES (SPC-5 5.14.7).
+    pub max_pr_registrations_per_lu: usize,
+    /// Most logical units with persistent reservation registrations.
+    pub max_pr_lus: usize,
 }
 
 impl Default for Limits {
@@ -45,6 +51,8 @@ impl Default for Limits {
             max_vvols: 1 << 22,
             event_window: 4096,
             max_name_len: 255,
+            max_pr_registrations_per_lu: 64,
+            max_pr_lus: 16384,
         }
     }
 }
@@ -69,4 +77,10 @@ impl Limits {
     setter!(with_max_vvols, max_vvols, u32);
     setter!(with_event_window, event_window, usize);
     setter!(with_max_name_len, max_name_len, usize);
+    setter!(
+        with_max_pr_registrations_per_lu,
+        max_pr_registrations_per_lu,
+        usize
+    );
+    setter!(with_max_pr_lus, max_pr_lus, usize);
 }

@@ -9,8 +9,9 @@ use super::fields::{
     bad, get_array_spec, get_container_spec, get_pe_spec, pe_state_code, pe_state_from,
     put_array_spec, put_container_spec, put_pe_spec, vtype_code, vtype_from,
 };
+use super::reservation::{get_lu, get_lu_state, put_lu, put_lu_state};
 use crate::model::{
-    ArrayId, ArraySpec, BackendKey, ContainerId, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT,
+    ArrayId, ArraySpec, BackendKey, LuReservations, PrLu, ContainerId, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT,
     Generation, HostId, PeId, PeSpec, PeState, SecondaryId, VvolId, VvolKey, VvolType,
 };
 
@@ -96,6 +97,11 @@ pub(crate) enum Record {
     /// Switches the plane to deterministic ids from `seed` (or back to
     /// random ids with `None`).
     IdSeed(Option<u64>),
+    /// The persistent reservation state of a logical unit after a
+    /// PERSISTENT RESERVE OUT (an empty state drops it).
+    SetReservations { lu: PrLu, state: LuReservations },
+    /// A power on of an array's logical units: APTPL=0 state is lost.
+    PowerOnReservations(ArrayId),
 }
 
 /// The record tags, matched exhaustively both ways.
@@ -120,10 +126,12 @@ enum Tag {
     /// [`Record::AddContainer`] of a container whose over-commit is not the
     /// default (tag 2 records restore with the default).
     AddContainerOvercommit = 16,
+    SetReservations = 20,
+    PowerOnReservations = 21,
 }
 
 impl Tag {
-    const ALL: [Self; 16] = [
+    const ALL: [Self; 18] = [
         Self::AddArray,
         Self::AddContainer,
         Self::RemoveContainer,
@@ -140,6 +148,8 @@ impl Tag {
         Self::SetPeState,
         Self::IdSeed,
         Self::AddContainerOvercommit,
+        Self::SetReservations,
+        Self::PowerOnReservations,
     ];
 
     fn from_u8(b: u8) -> Option<Self> {
@@ -213,6 +223,8 @@ impl Record {
             Self::Unbind(_) => Tag::Unbind,
             Self::SetPeState { .. } => Tag::SetPeState,
             Self::IdSeed(_) => Tag::IdSeed,
+            Self::SetReservations { .. } => Tag::SetReservations,
+            Self::PowerOnReservations(_) => Tag::PowerOnReservations,
         }
     }
 
@@ -320,6 +332,11 @@ impl Record {
                 w.u8(pe_state_code(*state));
             }
             Self::IdSeed(seed) => put_opt_u64(&mut w, *seed),
+            Self::SetReservations { lu, state } => {
+                put_lu(&mut w, *lu);
+                put_lu_state(&mut w, state);
+            }
+            Self::PowerOnReservations(array) => w.u32(array.0),
         }
         w.buf
     }
@@ -426,6 +443,11 @@ impl Record {
                 state: pe_state_from(r.u8()?)?,
             },
             Tag::IdSeed => Self::IdSeed(get_opt_u64(&mut r)?),
+            Tag::SetReservations => Self::SetReservations {
+                lu: get_lu(&mut r)?,
+                state: get_lu_state(&mut r)?,
+            },
+            Tag::PowerOnReservations => Self::PowerOnReservations(ArrayId(r.u32()?)),
         };
         r.finish()?;
         Ok(rec)
@@ -517,6 +539,29 @@ mod tests {
                 spec: ContainerSpec::new("thin", Protocol::Nfs, 1 << 30)
                     .with_overcommit_percent(400),
             },
+            Record::SetReservations {
+                lu: PrLu::Slu(VvolId(7)),
+                state: {
+                    let a = crate::model::PrNexus {
+                        host: HostId(4),
+                        initiator: 2,
+                        relative_target_port: 3,
+                    };
+                    let mut s = LuReservations {
+                        generation: 5,
+                        aptpl: true,
+                        ..LuReservations::default()
+                    };
+                    s.registrations
+                        .push(crate::model::PrRegistration { nexus: a, key: 9 });
+                    s.reservation = Some(crate::model::PrReservation {
+                        holder: a,
+                        kind: crate::model::PrType::ExclusiveAccessRegistrantsOnly,
+                    });
+                    s
+                },
+            },
+            Record::PowerOnReservations(ArrayId(1)),
         ];
         assert_eq!(records.len(), Tag::ALL.len());
         for rec in records {

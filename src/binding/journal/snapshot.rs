@@ -10,13 +10,16 @@ use super::fields::{
     put_container_spec, put_pe_spec, vtype_code, vtype_from,
 };
 use super::record::{get_backend_key, put_backend_key};
+use super::reservation::{LU_STATE_MIN_BYTES, get_lu, get_lu_state, put_lu, put_lu_state};
 use crate::model::{
-    ArrayId, ArraySpec, BackendKey, ContainerId, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT,
+    ArrayId, ArraySpec, BackendKey, LuReservations, PrLu, ContainerId, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT,
     Generation, HostId, PeId, PeSpec, PeState, SecondaryId, VvolId, VvolKey, VvolType,
 };
 
 /// Tag of the optional snapshot section with the containers' over-commit.
 const SECTION_OVERCOMMIT: u8 = 1;
+/// Tag of the optional snapshot section with persistent reservations.
+const SECTION_RESERVATIONS: u8 = 2;
 
 /// Magic bytes opening a snapshot.
 const SNAPSHOT_MAGIC: &[u8; 8] = b"VVOLSNP\0";
@@ -85,6 +88,8 @@ pub(crate) struct Snapshot {
     pub(crate) pes: Vec<PeData>,
     pub(crate) hosts: Vec<HostData>,
     pub(crate) vvols: Vec<VvolData>,
+    /// Persistent reservation state per logical unit (optional section).
+    pub(crate) reservations: Vec<(PrLu, LuReservations)>,
 }
 
 fn put_pool(w: &mut Writer, p: &PoolData) {
@@ -204,6 +209,14 @@ impl Snapshot {
                 w.u32(percent);
             }
         }
+        if !self.reservations.is_empty() {
+            w.u8(SECTION_RESERVATIONS);
+            w.usize(self.reservations.len());
+            for (lu, state) in &self.reservations {
+                put_lu(&mut w, *lu);
+                put_lu_state(&mut w, state);
+            }
+        }
         w.buf
     }
 
@@ -311,8 +324,22 @@ impl Snapshot {
                 bindings,
             });
         }
-        if !r.at_end() {
-            if r.u8()? != SECTION_OVERCOMMIT {
+        let mut last_section = 0;
+        while !r.at_end() {
+            let section = r.u8()?;
+            if section <= last_section {
+                return Err(super::fields::bad("snapshot sections out of order"));
+            }
+            last_section = section;
+            if section == SECTION_RESERVATIONS {
+                for _ in 0..r.count(LU_STATE_MIN_BYTES)? {
+                    let lu = get_lu(&mut r)?;
+                    let state = get_lu_state(&mut r)?;
+                    s.reservations.push((lu, state));
+                }
+                continue;
+            }
+            if section != SECTION_OVERCOMMIT {
                 return Err(super::fields::bad("unknown snapshot section"));
             }
             for _ in 0..r.count(8)? {
