@@ -90,7 +90,6 @@ pub use binding::{
     SNAPSHOT_CHUNK_BYTES, StatsSnapshot, UnbindResults, VasaFault,
 };
 pub use error::Error;
-pub use model::{LuReservations, PrLu, PrNexus, PrRegistration, PrReservation, PrType};
 pub use model::{
     Array, ArrayId, ArraySpec, BackendKey, BindContext, BindHandle, BindingInfo, ConfigError,
     Container, ContainerId, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT, DEFAULT_QUEUE_DEPTH,
@@ -103,6 +102,7 @@ pub use model::{
     SecondaryIdSpace, SubsidiaryAddressing, Transport, UnbindContext, VVOL_ID_PREFIX, VasaHandle,
     VasaHandleError, VasaSecondaryId, VirtualVolume, VvolId, VvolKey, VvolSpec, VvolType,
 };
+pub use model::{LuReservations, PrLu, PrNexus, PrRegistration, PrReservation, PrType};
 /// The router's slot publish/retire protocol, exposed only to the loom test
 /// (`RUSTFLAGS="--cfg loom" cargo test --release --test loom`).
 #[cfg(loom)]

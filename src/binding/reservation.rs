@@ -39,7 +39,9 @@ impl State {
         limits: &Limits,
     ) -> Result<(), ApplyError> {
         if self.pr_lu_array(lu).is_none() {
-            return Err(ApplyError::Invalid("reservations of an unknown logical unit"));
+            return Err(ApplyError::Invalid(
+                "reservations of an unknown logical unit",
+            ));
         }
         new.check().map_err(ApplyError::Invalid)?;
         if new.registrations.len() > limits.max_pr_registrations_per_lu {

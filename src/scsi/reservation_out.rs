@@ -96,8 +96,7 @@ fn remove_key(s: &mut LuReservations, key: u64, me: PrNexus) -> Vec<PrNexus> {
         .filter(|r| r.key == key && r.nexus != me)
         .map(|r| r.nexus)
         .collect();
-    s.registrations
-        .retain(|r| !(r.key == key && r.nexus != me));
+    s.registrations.retain(|r| !(r.key == key && r.nexus != me));
     removed
 }
 
@@ -140,12 +139,15 @@ pub(crate) fn decide(
             // every target port of the logical unit (SPC-5 5.14.7).
             let mut targets = vec![me];
             if req.all_tg_pt {
-                targets.extend(ports.iter().filter(|p| **p != me.relative_target_port).map(
-                    |p| PrNexus {
-                        relative_target_port: *p,
-                        ..me
-                    },
-                ));
+                targets.extend(
+                    ports
+                        .iter()
+                        .filter(|p| **p != me.relative_target_port)
+                        .map(|p| PrNexus {
+                            relative_target_port: *p,
+                            ..me
+                        }),
+                );
             }
             if req.sa_key == 0 {
                 s.registrations.retain(|r| !targets.contains(&r.nexus));
@@ -229,8 +231,7 @@ pub(crate) fn decide(
                 }
                 // The holder's key: its reservation is preempted.
                 Some(r)
-                    if !r.kind.all_registrants()
-                        && cur.key_of(r.holder) == Some(req.sa_key) =>
+                    if !r.kind.all_registrants() && cur.key_of(r.holder) == Some(req.sa_key) =>
                 {
                     let removed = remove_key(&mut s, req.sa_key, me);
                     s.reservation = Some(PrReservation { holder: me, kind });

@@ -31,5 +31,7 @@ mod scsi_lun;
 #[cfg(feature = "scsi")]
 mod scsi_multipath;
 #[cfg(feature = "scsi")]
+mod scsi_pr;
+#[cfg(feature = "scsi")]
 mod scsi_target;
 mod vasa;

@@ -11,8 +11,9 @@ use super::fields::{
 };
 use super::reservation::{get_lu, get_lu_state, put_lu, put_lu_state};
 use crate::model::{
-    ArrayId, ArraySpec, BackendKey, LuReservations, PrLu, ContainerId, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT,
-    Generation, HostId, PeId, PeSpec, PeState, SecondaryId, VvolId, VvolKey, VvolType,
+    ArrayId, ArraySpec, BackendKey, ContainerId, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT,
+    Generation, HostId, LuReservations, PeId, PeSpec, PeState, PrLu, SecondaryId, VvolId, VvolKey,
+    VvolType,
 };
 
 /// One item of a bind call, as decided.
@@ -99,7 +100,10 @@ pub(crate) enum Record {
     IdSeed(Option<u64>),
     /// The persistent reservation state of a logical unit after a
     /// PERSISTENT RESERVE OUT (an empty state drops it).
-    SetReservations { lu: PrLu, state: LuReservations },
+    SetReservations {
+        lu: PrLu,
+        state: LuReservations,
+    },
     /// A power on of an array's logical units: APTPL=0 state is lost.
     PowerOnReservations(ArrayId),
 }

@@ -12,8 +12,9 @@ use super::fields::{
 use super::record::{get_backend_key, put_backend_key};
 use super::reservation::{LU_STATE_MIN_BYTES, get_lu, get_lu_state, put_lu, put_lu_state};
 use crate::model::{
-    ArrayId, ArraySpec, BackendKey, LuReservations, PrLu, ContainerId, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT,
-    Generation, HostId, PeId, PeSpec, PeState, SecondaryId, VvolId, VvolKey, VvolType,
+    ArrayId, ArraySpec, BackendKey, ContainerId, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT,
+    Generation, HostId, LuReservations, PeId, PeSpec, PeState, PrLu, SecondaryId, VvolId, VvolKey,
+    VvolType,
 };
 
 /// Tag of the optional snapshot section with the containers' over-commit.
