@@ -13,7 +13,9 @@ use super::control_plane::ControlPlane;
 use super::journal::Record;
 use super::limits::Limits;
 use super::state::State;
-use crate::model::{ArrayId, LuReservations, PrLu, Transport, VvolKey};
+#[cfg(feature = "scsi")]
+use crate::model::VvolKey;
+use crate::model::{ArrayId, LuReservations, PrLu, Transport};
 
 impl State {
     /// The array of `lu`, when it exists (a SCSI PE, or a vVol).
@@ -216,6 +218,7 @@ impl ControlPlane {
 
     /// The reservation state of `array`'s logical units, with the version
     /// it is at and, for SLUs, the vVol's key (the SCSI target's mirror).
+    #[cfg(feature = "scsi")]
     pub(crate) fn reservations_of_array(
         &self,
         array: ArrayId,

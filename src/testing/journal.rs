@@ -25,8 +25,8 @@
 
 use crate::binding::{ControlPlane, JournalOptions, Limits, MemStore, frame, split};
 use crate::model::{
-    BindContext, ContainerSpec, HostId, LuReservations, Naa, PeSpec, PrLu, PrNexus,
-    PrRegistration, PrReservation, PrType, Protocol, UnbindContext, VvolSpec, VvolType,
+    BindContext, ContainerSpec, HostId, LuReservations, Naa, PeSpec, PrLu, PrNexus, PrRegistration,
+    PrReservation, PrType, Protocol, UnbindContext, VvolSpec, VvolType,
 };
 
 /// Persistent reservation state of `hosts` registered with keys 1, 2, ...
@@ -260,7 +260,10 @@ mod tests {
         // The power on kept the APTPL=1 ALU state (PRgeneration 0) and
         // dropped the SLU's.
         let alu = plane.reservations(PrLu::Alu(pes[0]));
-        assert_eq!((alu.registrations.len(), alu.generation, alu.aptpl), (1, 0, true));
+        assert_eq!(
+            (alu.registrations.len(), alu.generation, alu.aptpl),
+            (1, 0, true)
+        );
         assert_eq!(
             alu.reservation.map(|r| r.kind),
             Some(PrType::ExclusiveAccess)

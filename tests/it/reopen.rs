@@ -334,7 +334,9 @@ impl World {
                 let mut after = before.clone();
                 after.registrations.retain(|r| r.nexus != nexus);
                 if *key != 0 {
-                    after.registrations.push(PrRegistration { nexus, key: *key });
+                    after
+                        .registrations
+                        .push(PrRegistration { nexus, key: *key });
                 }
                 if after.reservation.is_some_and(|r| r.holder == nexus) && *key == 0 {
                     after.reservation = None;

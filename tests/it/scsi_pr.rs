@@ -117,8 +117,7 @@ impl Setup {
         &self,
         n: ItNexus,
         lun: Lun,
-        sa: u8,
-        kind: u8,
+        (sa, kind): (u8, u8),
         key: u64,
         sa_key: u64,
         flags: u8,
@@ -127,8 +126,16 @@ impl Setup {
         self.run(n, lun, &cdb, &data)
     }
 
-    fn good_out(&self, n: ItNexus, lun: Lun, sa: u8, kind: u8, key: u64, sa_key: u64, flags: u8) {
-        let r = self.out(n, lun, sa, kind, key, sa_key, flags);
+    fn good_out(
+        &self,
+        n: ItNexus,
+        lun: Lun,
+        (sa, kind): (u8, u8),
+        key: u64,
+        sa_key: u64,
+        flags: u8,
+    ) {
+        let r = self.out(n, lun, (sa, kind), key, sa_key, flags);
         assert_eq!(r.status, Status::Good, "PR OUT {sa} from {n:?}: {r:?}");
     }
 
@@ -213,54 +220,54 @@ fn register_reserve_release_clear_with_keys_and_generation() {
         s.ready(n, lun);
     }
     assert_eq!(s.keys(a, lun), (0, vec![]));
-    s.good_out(a, lun, REGISTER, 0, 0, 0xA, 0);
+    s.good_out(a, lun, (REGISTER, 0), 0, 0xA, 0);
     assert_eq!(s.keys(a, lun), (1, vec![0xA]));
-    s.good_out(b, lun, REGISTER, 0, 0, 0xB, 0);
+    s.good_out(b, lun, (REGISTER, 0), 0, 0xB, 0);
     assert_eq!(s.keys(c, lun), (2, vec![0xA, 0xB]));
     // REGISTER with a wrong key, or a key from an unregistered nexus.
-    conflict(&s.out(a, lun, REGISTER, 0, 0x99, 0xAA, 0));
-    conflict(&s.out(c, lun, REGISTER, 0, 0x1, 0xC, 0));
+    conflict(&s.out(a, lun, (REGISTER, 0), 0x99, 0xAA, 0));
+    conflict(&s.out(c, lun, (REGISTER, 0), 0x1, 0xC, 0));
     assert_eq!(s.keys(a, lun), (2, vec![0xA, 0xB]));
     // REGISTER AND IGNORE EXISTING KEY replaces the key without it.
-    s.good_out(b, lun, REGISTER_AND_IGNORE, 0, 0x1234, 0xBB, 0);
+    s.good_out(b, lun, (REGISTER_AND_IGNORE, 0), 0x1234, 0xBB, 0);
     assert_eq!(s.keys(a, lun), (3, vec![0xA, 0xBB]));
     // RESERVE does not bump PRgeneration.
-    s.good_out(a, lun, RESERVE, 1, 0xA, 0, 0);
+    s.good_out(a, lun, (RESERVE, 1), 0xA, 0, 0);
     assert_eq!(s.reservation(b, lun), (3, Some((0xA, 1))));
     // The holder again with the same type: GOOD; anyone else: conflict.
-    s.good_out(a, lun, RESERVE, 1, 0xA, 0, 0);
-    conflict(&s.out(a, lun, RESERVE, 3, 0xA, 0, 0));
-    conflict(&s.out(b, lun, RESERVE, 1, 0xBB, 0, 0));
-    conflict(&s.out(b, lun, RESERVE, 1, 0xB, 0, 0));
+    s.good_out(a, lun, (RESERVE, 1), 0xA, 0, 0);
+    conflict(&s.out(a, lun, (RESERVE, 3), 0xA, 0, 0));
+    conflict(&s.out(b, lun, (RESERVE, 1), 0xBB, 0, 0));
+    conflict(&s.out(b, lun, (RESERVE, 1), 0xB, 0, 0));
     // RELEASE by a non-holder: GOOD without effect.
-    s.good_out(b, lun, RELEASE, 1, 0xBB, 0, 0);
+    s.good_out(b, lun, (RELEASE, 1), 0xBB, 0, 0);
     assert_eq!(s.reservation(b, lun), (3, Some((0xA, 1))));
     // RELEASE with another type: INVALID RELEASE OF PERSISTENT RESERVATION.
-    check(&s.out(a, lun, RELEASE, 3, 0xA, 0, 0), (5, 0x26, 0x04));
-    s.good_out(a, lun, RELEASE, 1, 0xA, 0, 0);
+    check(&s.out(a, lun, (RELEASE, 3), 0xA, 0, 0), (5, 0x26, 0x04));
+    s.good_out(a, lun, (RELEASE, 1), 0xA, 0, 0);
     assert_eq!(s.reservation(b, lun), (3, None));
     // Releasing a Registrants Only reservation tells the other registrants.
-    s.good_out(a, lun, RESERVE, 5, 0xA, 0, 0);
-    s.good_out(a, lun, RELEASE, 5, 0xA, 0, 0);
+    s.good_out(a, lun, (RESERVE, 5), 0xA, 0, 0);
+    s.good_out(a, lun, (RELEASE, 5), 0xA, 0, 0);
     check(&s.run(b, lun, &[0; 6], &[]), (6, 0x2A, 0x04));
     assert_eq!(s.run(a, lun, &[0; 6], &[]).status, Status::Good);
     // CLEAR: everything goes, every other registrant gets 2Ah/03h.
-    s.good_out(a, lun, RESERVE, 3, 0xA, 0, 0);
-    conflict(&s.out(b, lun, CLEAR, 0, 0xB, 0, 0));
-    s.good_out(b, lun, CLEAR, 0, 0xBB, 0, 0);
+    s.good_out(a, lun, (RESERVE, 3), 0xA, 0, 0);
+    conflict(&s.out(b, lun, (CLEAR, 0), 0xB, 0, 0));
+    s.good_out(b, lun, (CLEAR, 0), 0xBB, 0, 0);
     check(&s.run(a, lun, &[0; 6], &[]), (6, 0x2A, 0x03));
     assert_eq!(s.run(c, lun, &[0; 6], &[]).status, Status::Good);
     assert_eq!(s.keys(a, lun), (4, vec![]));
     assert_eq!(s.reservation(a, lun), (4, None));
     // Unregistering (service action key 0) releases the holder's
     // reservation.
-    s.good_out(a, lun, REGISTER, 0, 0, 0xA, 0);
-    s.good_out(a, lun, RESERVE, 1, 0xA, 0, 0);
-    s.good_out(a, lun, REGISTER, 0, 0xA, 0, 0);
+    s.good_out(a, lun, (REGISTER, 0), 0, 0xA, 0);
+    s.good_out(a, lun, (RESERVE, 1), 0xA, 0, 0);
+    s.good_out(a, lun, (REGISTER, 0), 0xA, 0, 0);
     assert_eq!(s.keys(a, lun), (6, vec![]));
     assert_eq!(s.reservation(a, lun), (6, None));
     // An unregistered nexus registering key 0: GOOD, nothing changes.
-    s.good_out(c, lun, REGISTER, 0, 0, 0, 0);
+    s.good_out(c, lun, (REGISTER, 0), 0, 0, 0);
     assert_eq!(s.keys(a, lun), (6, vec![]));
 }
 
@@ -271,19 +278,19 @@ fn preempt_and_preempt_and_abort() {
     let (a, b, c) = (s.nexus(0, 1), s.nexus(1, 1), s.nexus(2, 1));
     for n in [a, b, c] {
         s.ready(n, lun);
-        s.good_out(n, lun, REGISTER, 0, 0, 0xA0 + u64::from(n.host.0), 0);
+        s.good_out(n, lun, (REGISTER, 0), 0, 0xA0 + u64::from(n.host.0), 0);
     }
     let (ka, kb, kc) = (0xA0, 0xA1, 0xA2);
-    s.good_out(a, lun, RESERVE, 3, ka, 0, 0);
+    s.good_out(a, lun, (RESERVE, 3), ka, 0, 0);
     assert_eq!(s.keys(a, lun), (3, vec![ka, kb, kc]));
     // Service action key 0 without an All Registrants reservation.
-    check(&s.out(b, lun, PREEMPT, 1, kb, 0, 0), (5, 0x26, 0x00));
+    check(&s.out(b, lun, (PREEMPT, 1), kb, 0, 0), (5, 0x26, 0x00));
     // A key nobody holds.
-    conflict(&s.out(b, lun, PREEMPT, 1, kb, 0x77, 0));
+    conflict(&s.out(b, lun, (PREEMPT, 1), kb, 0x77, 0));
     // An unregistered key as the reservation key.
-    conflict(&s.out(b, lun, PREEMPT, 1, 0x77, ka, 0));
+    conflict(&s.out(b, lun, (PREEMPT, 1), 0x77, ka, 0));
     // B preempts the holder A, with another type.
-    s.good_out(b, lun, PREEMPT, 1, kb, ka, 0);
+    s.good_out(b, lun, (PREEMPT, 1), kb, ka, 0);
     assert_eq!(s.keys(b, lun), (4, vec![kb, kc]));
     assert_eq!(s.reservation(b, lun), (4, Some((kb, 1))));
     // A lost its registration; C's reservation knowledge was released.
@@ -295,21 +302,21 @@ fn preempt_and_preempt_and_abort() {
     good(&s.run(b, lun, &write10(), &[0; 512]));
     // PREEMPT AND ABORT of a registrant that holds nothing: only its
     // registration goes, the reservation stays.
-    s.good_out(b, lun, PREEMPT_AND_ABORT, 3, kb, kc, 0);
+    s.good_out(b, lun, (PREEMPT_AND_ABORT, 3), kb, kc, 0);
     assert_eq!(s.keys(b, lun), (5, vec![kb]));
     assert_eq!(s.reservation(b, lun), (5, Some((kb, 1))));
     check(&s.run(c, lun, &[0; 6], &[]), (6, 0x2A, 0x05));
     // All Registrants with key 0: every other registration goes and the
     // preempting nexus holds a new reservation.
-    s.good_out(a, lun, REGISTER, 0, 0, ka, 0);
-    s.good_out(b, lun, RELEASE, 1, kb, 0, 0);
-    s.good_out(b, lun, RESERVE, 7, kb, 0, 0);
+    s.good_out(a, lun, (REGISTER, 0), 0, ka, 0);
+    s.good_out(b, lun, (RELEASE, 1), kb, 0, 0);
+    s.good_out(b, lun, (RESERVE, 7), kb, 0, 0);
     assert_eq!(
         s.reservation(a, lun),
         (6, Some((0, 7))),
         "key 0 for All Registrants"
     );
-    s.good_out(a, lun, PREEMPT_AND_ABORT, 8, ka, 0, 0);
+    s.good_out(a, lun, (PREEMPT_AND_ABORT, 8), ka, 0, 0);
     assert_eq!(s.keys(a, lun), (7, vec![ka]));
     assert_eq!(s.reservation(a, lun), (7, Some((0, 8))));
     check(&s.run(b, lun, &[0; 6], &[]), (6, 0x2A, 0x05));
@@ -361,9 +368,9 @@ fn each_type_decides_read_and_write_for_registered_and_unregistered_nexuses() {
             for n in [holder, registered, unregistered] {
                 s.ready(n, lun);
             }
-            s.good_out(holder, lun, REGISTER, 0, 0, 0x1, 0);
-            s.good_out(registered, lun, REGISTER, 0, 0, 0x2, 0);
-            s.good_out(holder, lun, RESERVE, kind.code(), 0x1, 0, 0);
+            s.good_out(holder, lun, (REGISTER, 0), 0, 0x1, 0);
+            s.good_out(registered, lun, (REGISTER, 0), 0, 0x2, 0);
+            s.good_out(holder, lun, (RESERVE, kind.code()), 0x1, 0, 0);
             let is_slu = lun != s.alu();
             let outcome = |n: ItNexus, cdb: &[u8]| {
                 let r = s.run(n, lun, cdb, &[0; 512]);
@@ -424,17 +431,17 @@ fn all_tg_pt_registers_every_target_port_of_the_lu() {
     for n in [a1, a2, b1, b2] {
         s.ready(n, lun);
     }
-    s.good_out(a1, lun, REGISTER, 0, 0, 0xA, ALL_TG_PT);
+    s.good_out(a1, lun, (REGISTER, 0), 0, 0xA, ALL_TG_PT);
     assert_eq!(s.keys(b1, lun), (1, vec![0xA, 0xA]));
     // The registration through port 2 is A's too: it may reserve there.
-    s.good_out(a2, lun, RESERVE, 1, 0xA, 0, 0);
-    s.good_out(a2, lun, RELEASE, 1, 0xA, 0, 0);
+    s.good_out(a2, lun, (RESERVE, 1), 0xA, 0, 0);
+    s.good_out(a2, lun, (RELEASE, 1), 0xA, 0, 0);
     // Without ALL_TG_PT only the one nexus.
-    s.good_out(b1, lun, REGISTER, 0, 0, 0xB, 0);
+    s.good_out(b1, lun, (REGISTER, 0), 0, 0xB, 0);
     assert_eq!(s.keys(b1, lun), (2, vec![0xA, 0xA, 0xB]));
-    conflict(&s.out(b2, lun, RESERVE, 1, 0xB, 0, 0));
+    conflict(&s.out(b2, lun, (RESERVE, 1), 0xB, 0, 0));
     // Unregistering with ALL_TG_PT removes A on both ports.
-    s.good_out(a1, lun, REGISTER, 0, 0xA, 0, ALL_TG_PT);
+    s.good_out(a1, lun, (REGISTER, 0), 0xA, 0, ALL_TG_PT);
     assert_eq!(s.keys(b1, lun), (3, vec![0xB]));
 }
 
@@ -461,15 +468,15 @@ fn reserve_6_conflicts_with_others_and_with_persistent_reservations() {
     good(&s.run(a, lun, &release, &[]));
     good(&s.run(b, lun, &read10(), &[]));
     // A registration refuses RESERVE(6) from anyone.
-    s.good_out(b, lun, REGISTER, 0, 0, 0xB, 0);
+    s.good_out(b, lun, (REGISTER, 0), 0, 0xB, 0);
     conflict(&s.run(a, lun, &reserve, &[]));
-    s.good_out(b, lun, RESERVE, 3, 0xB, 0, 0);
+    s.good_out(b, lun, (RESERVE, 3), 0xB, 0, 0);
     conflict(&s.run(b, lun, &reserve, &[]));
     // RELEASE(6) leaves the persistent reservation alone.
     good(&s.run(b, lun, &release, &[]));
     assert_eq!(s.reservation(b, lun), (1, Some((0xB, 3))));
     // A reset releases SPC-2 reservations.
-    s.good_out(b, lun, CLEAR, 0, 0xB, 0, 0);
+    s.good_out(b, lun, (CLEAR, 0), 0xB, 0, 0);
     s.ready(b, lun);
     good(&s.run(a, lun, &reserve, &[]));
     s.target.reset();
@@ -493,12 +500,12 @@ fn reservations_survive_a_reopen_and_a_power_on_keeps_only_aptpl() {
         s.ready(n, lun);
         s.ready(n, alu);
     }
-    s.good_out(a, lun, REGISTER, 0, 0, 0xA, 0);
-    s.good_out(b, lun, REGISTER, 0, 0, 0xB, 0);
-    s.good_out(a, lun, RESERVE, 3, 0xA, 0, 0);
+    s.good_out(a, lun, (REGISTER, 0), 0, 0xA, 0);
+    s.good_out(b, lun, (REGISTER, 0), 0, 0xB, 0);
+    s.good_out(a, lun, (RESERVE, 3), 0xA, 0, 0);
     // The ALU registered with APTPL=1.
-    s.good_out(a, alu, REGISTER, 0, 0, 0xAA, APTPL);
-    s.good_out(a, alu, RESERVE, 1, 0xAA, 0, 0);
+    s.good_out(a, alu, (REGISTER, 0), 0, 0xAA, APTPL);
+    s.good_out(a, alu, (RESERVE, 1), 0xAA, 0, 0);
     let pe = s.pe;
     let array = s.target.array();
     drop(s);
@@ -576,18 +583,18 @@ fn limits_give_insufficient_registration_resources() {
         s.ready(n, lun);
         s.ready(n, other);
     }
-    s.good_out(a, lun, REGISTER, 0, 0, 0xA, 0);
-    s.good_out(b, lun, REGISTER, 0, 0, 0xB, 0);
-    check(&s.out(c, lun, REGISTER, 0, 0, 0xC, 0), (5, 0x55, 0x04));
+    s.good_out(a, lun, (REGISTER, 0), 0, 0xA, 0);
+    s.good_out(b, lun, (REGISTER, 0), 0, 0xB, 0);
+    check(&s.out(c, lun, (REGISTER, 0), 0, 0xC, 0), (5, 0x55, 0x04));
     // ALL_TG_PT would need two more.
-    s.good_out(b, lun, REGISTER, 0, 0xB, 0, 0);
+    s.good_out(b, lun, (REGISTER, 0), 0xB, 0, 0);
     check(
-        &s.out(b, lun, REGISTER, 0, 0, 0xB, ALL_TG_PT),
+        &s.out(b, lun, (REGISTER, 0), 0, 0xB, ALL_TG_PT),
         (5, 0x55, 0x04),
     );
     assert_eq!(s.keys(a, lun), (3, vec![0xA]));
     // A second LU with registrations is past max_pr_lus.
-    check(&s.out(a, other, REGISTER, 0, 0, 0xA, 0), (5, 0x55, 0x04));
+    check(&s.out(a, other, (REGISTER, 0), 0, 0xA, 0), (5, 0x55, 0x04));
     assert_eq!(s.keys(a, other), (0, vec![]));
 }
 
@@ -634,14 +641,14 @@ fn report_capabilities_and_supported_operation_codes_agree() {
     let (cdb, data) = pr_out(7, 0, 0, 0xA, 0);
     check(&s.run(a, lun, &cdb, &data), (5, 0x24, 0));
     // SPEC_I_PT=1 (SIP_C=0): INVALID FIELD IN PARAMETER LIST.
-    check(&s.out(a, lun, REGISTER, 0, 0, 0xA, 0x08), (5, 0x26, 0));
+    check(&s.out(a, lun, (REGISTER, 0), 0, 0xA, 0x08), (5, 0x26, 0));
     // A short parameter list; a bad scope; a reserved type.
     let (mut cdb, data) = pr_out(REGISTER, 0, 0, 0xA, 0);
     cdb[8] = 16;
     check(&s.run(a, lun, &cdb, &data), (5, 0x1A, 0));
-    s.good_out(a, lun, REGISTER, 0, 0, 0xA, APTPL);
-    check(&s.out(a, lun, RESERVE, 0x11, 0xA, 0, 0), (5, 0x24, 0));
-    check(&s.out(a, lun, RESERVE, 2, 0xA, 0, 0), (5, 0x24, 0));
+    s.good_out(a, lun, (REGISTER, 0), 0, 0xA, APTPL);
+    check(&s.out(a, lun, (RESERVE, 0x11), 0xA, 0, 0), (5, 0x24, 0));
+    check(&s.out(a, lun, (RESERVE, 2), 0xA, 0, 0), (5, 0x24, 0));
     assert_eq!(good(&s.run(a, lun, &pr_in(2), &[]))[3], 0x81);
 }
 
@@ -653,9 +660,9 @@ fn deleting_a_vvol_or_removing_a_pe_drops_its_reservations() {
     let a = s.nexus(0, 1);
     s.ready(a, lun);
     s.ready(a, alu);
-    s.good_out(a, lun, REGISTER, 0, 0, 0xA, 0);
-    s.good_out(a, lun, RESERVE, 3, 0xA, 0, 0);
-    s.good_out(a, alu, REGISTER, 0, 0, 0xAA, 0);
+    s.good_out(a, lun, (REGISTER, 0), 0, 0xA, 0);
+    s.good_out(a, lun, (RESERVE, 3), 0xA, 0, 0);
+    s.good_out(a, alu, (REGISTER, 0), 0, 0xAA, 0);
     assert_eq!(s.plane.reservations(PrLu::Slu(v)).registrations.len(), 1);
     for h in s.hosts {
         for b in s.plane.bindings_for_host(h).unwrap() {
