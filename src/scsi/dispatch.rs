@@ -70,9 +70,6 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>) -> CmdResult {
     {
         return Err(ua.into());
     }
-    // RESERVATION CONFLICT after unit attentions (SAM-5 5.14, SPC-5
-    // 5.14.1).
-    ctx.target.reservations.check(ctx)?;
     if matches!(ctx.lu, Lu::Alu(_) | Lu::Slu(_)) && !alua_allowed(opcode) {
         let state = ctx
             .target
@@ -86,6 +83,9 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>) -> CmdResult {
     if command.slu_only && !matches!(ctx.lu, Lu::Slu(_)) {
         return Err(Sense::invalid_opcode().into());
     }
+    // RESERVATION CONFLICT after unit attentions (SAM-5 5.14, SPC-5
+    // 5.14.1), ALUA access states and unsupported commands.
+    ctx.target.reservations.check(ctx)?;
     match (opcode, command.service_action) {
         (op::TEST_UNIT_READY, _) => Ok(Vec::new()),
         (op::INQUIRY, _) => inquiry::inquiry(ctx),

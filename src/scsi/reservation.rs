@@ -120,11 +120,13 @@ pub(crate) struct ReservationMirror {
     /// The plane's reservation version `map` reflects (`u64::MAX`: never
     /// loaded).
     seen: AtomicU64,
-    /// Logical units with a reservation or registrations in `map`, plus
-    /// SPC-2 reservations: 0 lets every command through without a lock.
+    /// Logical units with a persistent reservation in `map`, plus SPC-2
+    /// reservations: 0 lets every command through without a lock.
     held: AtomicUsize,
     map: RwLock<HashMap<MirrorKey, (PrLu, Arc<LuReservations>)>>,
     pub(crate) spc2: Mutex<HashMap<MirrorKey, Spc2>>,
+    /// `spc2.len()`, read without the lock.
+    spc2_len: AtomicUsize,
     /// Pending 2Ah/03h, 04h, 05h per (I_T nexus, logical unit).
     ua: Mutex<HashMap<(ItNexus, MirrorKey), Vec<u8>>>,
     ua_pending: AtomicUsize,
@@ -139,6 +141,7 @@ impl Default for ReservationMirror {
             held: AtomicUsize::new(0),
             map: RwLock::new(HashMap::new()),
             spc2: Mutex::new(HashMap::new()),
+            spc2_len: AtomicUsize::new(0),
             ua: Mutex::new(HashMap::new()),
             ua_pending: AtomicUsize::new(0),
             out: Mutex::new(()),
@@ -160,9 +163,11 @@ impl ReservationMirror {
         let map = self.map.read();
         let pr = map
             .values()
-            .filter(|(_, r)| !r.registrations.is_empty() || r.reservation.is_some())
+            .filter(|(_, r)| r.reservation.is_some())
             .count();
-        pr + self.spc2.lock().len()
+        let spc2 = self.spc2.lock().len();
+        self.spc2_len.store(spc2, Ordering::Release);
+        pr + spc2
     }
 
     fn recount(&self) {
@@ -206,6 +211,9 @@ impl ReservationMirror {
     /// The SPC-2 reservation of a logical unit, dropping one made on a
     /// vVol that no longer holds the key.
     pub(crate) fn spc2_of(&self, target: &ScsiTarget, key: MirrorKey) -> Option<Spc2> {
+        if self.spc2_len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         let mut spc2 = self.spc2.lock();
         let r = *spc2.get(&key)?;
         if let (MirrorKey::Slu(k), Some(vvol)) = (key, r.vvol)

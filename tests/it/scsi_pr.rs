@@ -689,3 +689,36 @@ fn deleting_a_vvol_or_removing_a_pe_drops_its_reservations() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_second_target_on_the_plane_sees_the_reservations() {
+    let s = Setup::new();
+    let (_, lun) = s.slu();
+    let other = ScsiTarget::new(Arc::clone(&s.plane), s.target.array()).unwrap();
+    let (a, b) = (s.nexus(0, 1), s.nexus(1, 1));
+    for n in [a, b] {
+        s.ready(n, lun);
+        for _ in 0..8 {
+            if other.execute(n, lun, &[0; 6], &[]).status == Status::Good {
+                break;
+            }
+        }
+    }
+    good(&other.execute(b, lun, &write10(), &[0; 512]));
+    s.good_out(a, lun, (REGISTER, 0), 0, 0xA, 0);
+    s.good_out(a, lun, (RESERVE, 3), 0xA, 0, 0);
+    conflict(&other.execute(b, lun, &read10(), &[]));
+    // A PR OUT through the other target decides on the same state.
+    let (cdb, data) = pr_out(RESERVE, 1, 0xB, 0, 0);
+    conflict(&other.execute(b, lun, &cdb, &data));
+    let (cdb, data) = pr_out(CLEAR, 0, 0xA, 0, 0);
+    good(&other.execute(a, lun, &cdb, &data));
+    good(&s.run(b, lun, &read10(), &[]));
+    // REQUEST SENSE returns a pending reservation unit attention.
+    s.good_out(a, lun, (REGISTER, 0), 0, 0xA, 0);
+    s.good_out(b, lun, (REGISTER, 0), 0, 0xB, 0);
+    s.good_out(a, lun, (CLEAR, 0), 0xA, 0, 0);
+    let sense = good(&s.run(b, lun, &[0x03, 0, 0, 0, 18, 0], &[])).to_vec();
+    assert_eq!((sense[2] & 0x0F, sense[12], sense[13]), (6, 0x2A, 0x03));
+    assert_eq!(s.run(b, lun, &[0; 6], &[]).status, Status::Good);
+}
