@@ -103,6 +103,7 @@ pub use model::{
     VVOL_ID_PREFIX, VasaHandle, VasaHandleError, VasaSecondaryId, VirtualVolume, VvolId, VvolKey,
     VvolSpec, VvolType,
 };
+pub use model::{LuReservations, PrLu, PrNexus, PrRegistration, PrReservation, PrType};
 /// The router's slot publish/retire protocol, exposed only to the loom test
 /// (`RUSTFLAGS="--cfg loom" cargo test --release --test loom`).
 #[cfg(loom)]

@@ -206,6 +206,7 @@ impl State {
                 }
                 let array = pe.array;
                 self.pes.remove(id);
+                self.drop_reservations(crate::model::PrLu::Alu(*id));
                 if let Some(a) = self.arrays.get_mut(&array) {
                     a.pes.remove(id);
                 }
@@ -337,6 +338,7 @@ impl State {
                     return Err(invalid("deleting a bound vVol"));
                 }
                 let v = self.vvols.remove(id).ok_or(invalid("unknown vVol"))?;
+                self.drop_reservations(crate::model::PrLu::Slu(*id));
                 self.vvol_keys.free(u64::from(v.core.key.0), 0);
                 self.keys.remove(&v.core.key);
                 if let Some(c) = self.containers.get_mut(&v.container) {
@@ -448,6 +450,16 @@ impl State {
             }
             Record::IdSeed(seed) => {
                 self.id_source = seed.map_or(IdSource::Random, IdSource::Seeded);
+            }
+            Record::SetReservations { lu, state } => {
+                self.check_reservations(*lu, state, limits)?;
+                self.put_reservations(*lu, state.clone());
+            }
+            Record::PowerOnReservations(array) => {
+                if !self.arrays.contains_key(array) {
+                    return Err(invalid("power on of an unknown array"));
+                }
+                self.power_on_reservations(*array);
             }
         }
         self.version += 1;

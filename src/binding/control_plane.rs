@@ -60,6 +60,9 @@ pub struct ControlPlane {
     pub(super) provider: Option<Arc<dyn BackendProvider>>,
     /// Held by the one thread compacting at a time.
     pub(super) compacting: Mutex<()>,
+    /// The state's reservation version, for lock-free readers
+    /// (`reservation.rs`).
+    pub(super) pr_version: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for ControlPlane {
@@ -97,6 +100,7 @@ impl ControlPlane {
             journal: None,
             provider: None,
             compacting: Mutex::new(()),
+            pr_version: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

@@ -329,6 +329,7 @@ impl ControlPlane {
         st.apply(&rec, &self.limits, backend, &mut ops)
             .map_err(|e| apply_error(index, e))?;
         st.log_index = index;
+        self.note_reservations(&st);
         for op in ops {
             op.run(&self.router);
         }
@@ -414,6 +415,7 @@ impl ControlPlane {
         }
         let (state, ops) = state_from_snapshot(&snap, &self.limits, self.provider.as_ref())?;
         *self.state.get_mut() = state;
+        self.note_reservations(&self.state.lock());
         for op in ops {
             op.run(&self.router);
         }
@@ -510,6 +512,11 @@ pub(super) fn snapshot_of(st: &State, index: u64) -> Snapshot {
             })
             .collect(),
         vvols,
+        reservations: st
+            .reservations
+            .iter()
+            .map(|(lu, r)| (*lu, r.clone()))
+            .collect(),
     }
 }
 
@@ -791,6 +798,14 @@ fn state_from_snapshot(
         );
     }
     st.keys = keys;
+    for (lu, r) in &s.reservations {
+        if st.reservations.contains_key(lu) || r.is_empty() {
+            return Err(bad("reservations of one logical unit twice, or empty"));
+        }
+        st.check_reservations(*lu, r, limits)
+            .map_err(|_| bad("reservations that do not apply"))?;
+        st.put_reservations(*lu, r.clone());
+    }
     st.validate().map_err(bad)?;
     let mut slots: Vec<_> = st.bindings.keys().copied().collect();
     slots.sort_unstable();

@@ -327,6 +327,21 @@ pub enum ControlError {
         /// How often the batch was recomputed.
         tries: u32,
     },
+    /// A persistent reservation compare-and-set found another state than
+    /// the one the change was decided from.
+    #[error("the reservations of {lu:?} changed meanwhile")]
+    ReservationsChanged {
+        /// The logical unit.
+        lu: crate::model::PrLu,
+    },
+    /// A persistent reservation state breaks its rules.
+    #[error("invalid reservations for {lu:?}: {reason}")]
+    InvalidReservations {
+        /// The logical unit.
+        lu: crate::model::PrLu,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A decided record did not apply: a bug in this crate. A durable plane
     /// is poisoned by it.
     #[error("internal error: {reason}")]
@@ -357,7 +372,8 @@ impl ControlError {
             | E::PeStateConflict { .. }
             | E::VasaHandle(_)
             | E::UnknownPeInBandId(_)
-            | E::AmbiguousVasaHandle { .. } => VasaFault::InvalidArgument,
+            | E::AmbiguousVasaHandle { .. }
+            | E::InvalidReservations { .. } => VasaFault::InvalidArgument,
             E::TooMany { .. } | E::BatchTooLarge { .. } | E::BindCountOverflow { .. } => {
                 VasaFault::TooMany
             }
@@ -373,7 +389,8 @@ impl ControlError {
             E::VvolBound { .. }
             | E::HostBoundOnPe { .. }
             | E::PeBound { .. }
-            | E::ContainerNotEmpty { .. } => VasaFault::ResourceInUse,
+            | E::ContainerNotEmpty { .. }
+            | E::ReservationsChanged { .. } => VasaFault::ResourceInUse,
             E::QuotaExceeded { .. } | E::SecondaryIdsExhausted { .. } => VasaFault::OutOfResource,
             E::LostEvent { .. } => VasaFault::LostEvent,
             E::NoEligiblePe { .. }

@@ -39,6 +39,12 @@ pub struct Limits {
     /// host beyond it gets [`SecondaryIdsExhausted`](crate::ControlError::SecondaryIdsExhausted)
     /// on that PE.
     pub max_host_spaces_per_pe: u32,
+    /// Most persistent reservation registrations (I_T nexuses) of one
+    /// logical unit; past it PERSISTENT RESERVE OUT answers INSUFFICIENT
+    /// REGISTRATION RESOURCES (SPC-5 5.14.7).
+    pub max_pr_registrations_per_lu: usize,
+    /// Most logical units with persistent reservation registrations.
+    pub max_pr_lus: usize,
 }
 
 impl Default for Limits {
@@ -53,6 +59,8 @@ impl Default for Limits {
             event_window: 4096,
             max_name_len: 255,
             max_host_spaces_per_pe: 128,
+            max_pr_registrations_per_lu: 64,
+            max_pr_lus: 16384,
         }
     }
 }
@@ -78,4 +86,10 @@ impl Limits {
     setter!(with_event_window, event_window, usize);
     setter!(with_max_name_len, max_name_len, usize);
     setter!(with_max_host_spaces_per_pe, max_host_spaces_per_pe, u32);
+    setter!(
+        with_max_pr_registrations_per_lu,
+        max_pr_registrations_per_lu,
+        usize
+    );
+    setter!(with_max_pr_lus, max_pr_lus, usize);
 }

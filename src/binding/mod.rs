@@ -19,6 +19,7 @@ mod limits;
 mod mutate;
 mod policy;
 mod queries;
+mod reservation;
 mod state;
 mod vasa;
 

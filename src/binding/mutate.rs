@@ -49,6 +49,7 @@ impl ControlPlane {
         let Some(journal) = &self.journal else {
             st.apply(&rec, &self.limits, backend, &mut ops)
                 .map_err(|e| internal(&e))?;
+            self.note_reservations(&st);
             let out = after(&st);
             for op in ops {
                 op.run(&self.router);
@@ -65,6 +66,7 @@ impl ControlPlane {
             return Err(internal(&e));
         }
         st.log_index = index;
+        self.note_reservations(&st);
         let out = after(&st);
         drop(st);
         let synced = journal.sync_through(index);

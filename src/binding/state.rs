@@ -11,7 +11,8 @@ use super::events::EventLog;
 use super::id_pool::IdPool;
 use crate::model::{
     ArrayId, ArraySpec, BackendKey, BindHandle, ContainerId, ContainerSpec, Generation, HostId,
-    PeId, PeSpec, PeState, SecondaryId, SecondaryIdScope, VvolId, VvolKey, VvolType,
+    LuReservations, PeId, PeSpec, PeState, PrLu, SecondaryId, SecondaryIdScope, VvolId, VvolKey,
+    VvolType,
 };
 use crate::router::{INLINE_HOSTS, LiveBinding, VolumeCore};
 
@@ -234,6 +235,10 @@ pub(crate) struct State {
     pub(crate) version: u64,
     /// Index of the last journal record applied (0: none).
     pub(crate) log_index: u64,
+    /// Persistent reservation state per logical unit (`reservation.rs`).
+    pub(crate) reservations: BTreeMap<PrLu, LuReservations>,
+    /// Bumped whenever `reservations` changes.
+    pub(crate) pr_version: u64,
 }
 
 impl State {
@@ -256,6 +261,8 @@ impl State {
             max_host_spaces,
             version: 0,
             log_index: 0,
+            reservations: BTreeMap::new(),
+            pr_version: 0,
         }
     }
 
@@ -503,6 +510,6 @@ impl State {
                 return Err("PE context names an unknown PE");
             }
         }
-        Ok(())
+        self.validate_reservations()
     }
 }

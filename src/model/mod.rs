@@ -11,6 +11,7 @@ mod ids;
 mod naa;
 mod parse_error;
 mod protocol_endpoint;
+mod reservation;
 mod secondary_id_scope;
 mod secondary_ids;
 mod vasa_handle;
@@ -37,6 +38,7 @@ pub use protocol_endpoint::{
     MAX_EXPORT_PATH_LEN, MAX_PATHS_PER_PE, MAX_QUEUE_DEPTH, MIN_QUEUE_DEPTH, NfsVersion, PeSpec,
     PeState, ProtocolEndpoint, ScsiPath, Transport,
 };
+pub use reservation::{LuReservations, PrLu, PrNexus, PrRegistration, PrReservation, PrType};
 pub use secondary_id_scope::SecondaryIdScope;
 pub use secondary_ids::{
     MAX_EXTENDED_FLAT_24_ID, MAX_EXTENDED_FLAT_40_ID, MAX_SECONDARY_IDS_PER_PE,

@@ -14,6 +14,8 @@ pub(crate) mod op {
     pub(crate) const WRITE_6: u8 = 0x0A;
     pub(crate) const INQUIRY: u8 = 0x12;
     pub(crate) const MODE_SELECT_6: u8 = 0x15;
+    pub(crate) const RESERVE_6: u8 = 0x16;
+    pub(crate) const RELEASE_6: u8 = 0x17;
     pub(crate) const MODE_SENSE_6: u8 = 0x1A;
     pub(crate) const READ_CAPACITY_10: u8 = 0x25;
     pub(crate) const READ_10: u8 = 0x28;
@@ -22,6 +24,8 @@ pub(crate) mod op {
     pub(crate) const UNMAP: u8 = 0x42;
     pub(crate) const MODE_SELECT_10: u8 = 0x55;
     pub(crate) const MODE_SENSE_10: u8 = 0x5A;
+    pub(crate) const PERSISTENT_RESERVE_IN: u8 = 0x5E;
+    pub(crate) const PERSISTENT_RESERVE_OUT: u8 = 0x5F;
     pub(crate) const READ_16: u8 = 0x88;
     pub(crate) const COMPARE_AND_WRITE: u8 = 0x89;
     pub(crate) const WRITE_16: u8 = 0x8A;
@@ -36,6 +40,20 @@ pub(crate) mod op {
     // MAINTENANCE IN service actions.
     pub(crate) const SA_REPORT_TARGET_PORT_GROUPS: u16 = 0x0A;
     pub(crate) const SA_REPORT_SUPPORTED_OPCODES: u16 = 0x0C;
+    // PERSISTENT RESERVE IN service actions (READ FULL STATUS, 03h, is not
+    // implemented: it answers INVALID FIELD IN CDB, SPC-5 6.16.1).
+    pub(crate) const SA_READ_KEYS: u16 = 0x00;
+    pub(crate) const SA_READ_RESERVATION: u16 = 0x01;
+    pub(crate) const SA_REPORT_CAPABILITIES: u16 = 0x02;
+    // PERSISTENT RESERVE OUT service actions (REGISTER AND MOVE, 07h, is
+    // not implemented).
+    pub(crate) const SA_REGISTER: u16 = 0x00;
+    pub(crate) const SA_RESERVE: u16 = 0x01;
+    pub(crate) const SA_RELEASE: u16 = 0x02;
+    pub(crate) const SA_CLEAR: u16 = 0x03;
+    pub(crate) const SA_PREEMPT: u16 = 0x04;
+    pub(crate) const SA_PREEMPT_AND_ABORT: u16 = 0x05;
+    pub(crate) const SA_REGISTER_AND_IGNORE: u16 = 0x06;
 }
 
 /// CDB length implied by the group code of `opcode`; `None` for

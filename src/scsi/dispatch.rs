@@ -3,7 +3,7 @@
 
 use super::cdb::op;
 use super::target::{CmdResult, Ctx, Lu};
-use super::{Sense, alua, block, inquiry, mode, opcodes, report_luns};
+use super::{Sense, alua, block, inquiry, mode, opcodes, report_luns, reservation_cmd};
 
 /// Commands a unit attention is never reported on (SPC-5 5.14; REQUEST
 /// SENSE returns it as its data instead).
@@ -55,12 +55,18 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>) -> CmdResult {
         }
         return Err(Sense::invalid_opcode().into());
     };
+    // Reservation unit attentions (2Ah/03h-05h) wait behind the nexus's
+    // own (`reservation.rs` keeps them per I_T nexus and LU).
+    let take_ua = || {
+        ctx.state
+            .take(ctx.target, ctx.nexus, &ctx.lu)
+            .or_else(|| ctx.target.reservations.take_ua(ctx))
+    };
     if opcode == op::REQUEST_SENSE {
-        let ua = ctx.state.take(ctx.target, ctx.nexus, &ctx.lu);
-        return request_sense(ctx, ua);
+        return request_sense(ctx, take_ua());
     }
     if !ua_exempt(opcode)
-        && let Some(ua) = ctx.state.take(ctx.target, ctx.nexus, &ctx.lu)
+        && let Some(ua) = take_ua()
     {
         return Err(ua.into());
     }
@@ -77,6 +83,9 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>) -> CmdResult {
     if command.slu_only && !matches!(ctx.lu, Lu::Slu(_)) {
         return Err(Sense::invalid_opcode().into());
     }
+    // RESERVATION CONFLICT after unit attentions (SAM-5 5.14, SPC-5
+    // 5.14.1), ALUA access states and unsupported commands.
+    ctx.target.reservations.check(ctx)?;
     match (opcode, command.service_action) {
         (op::TEST_UNIT_READY, _) => Ok(Vec::new()),
         (op::INQUIRY, _) => inquiry::inquiry(ctx),
@@ -98,6 +107,10 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>) -> CmdResult {
             report_target_port_groups(ctx)
         }
         (op::MAINTENANCE_IN, _) => opcodes::report_supported_opcodes(ctx),
+        (op::PERSISTENT_RESERVE_IN, _) => reservation_cmd::persistent_reserve_in(ctx),
+        (op::PERSISTENT_RESERVE_OUT, _) => reservation_cmd::persistent_reserve_out(ctx),
+        (op::RESERVE_6, _) => reservation_cmd::reserve_6(ctx),
+        (op::RELEASE_6, _) => reservation_cmd::release_6(ctx),
         _ => Err(Sense::invalid_opcode().into()),
     }
 }

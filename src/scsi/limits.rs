@@ -20,3 +20,14 @@ pub const MAX_LBA_STATUS_DESCRIPTORS: usize = 1024;
 /// target keeps; commands from further nexuses run with fresh, unsaved
 /// state (default mode parameters, no unit attentions but 3Fh/0Eh).
 pub const MAX_NEXUSES: usize = 4096;
+/// Tries of one PERSISTENT RESERVE OUT when another target changes the
+/// same logical unit's reservations meanwhile (the plane's compare-and-set
+/// fails); past them the command gets BUSY.
+pub const MAX_PR_OUT_TRIES: usize = 8;
+/// Most pending reservation unit attentions (2Ah/03h, 2Ah/04h, 2Ah/05h)
+/// a target keeps over all (I_T nexus, logical unit) pairs; further ones
+/// are not established.
+pub const MAX_PR_UNIT_ATTENTIONS: usize = 1 << 16;
+/// Most SPC-2 RESERVE(6) reservations a target keeps (one per logical
+/// unit); past it RESERVE(6) gets 55h/00h SYSTEM RESOURCE FAILURE.
+pub const MAX_SPC2_RESERVATIONS: usize = 1 << 16;

@@ -31,6 +31,31 @@ macro_rules! cmd {
     };
 }
 
+/// PERSISTENT RESERVE IN with service action `$sa` (SPC-5 6.16).
+macro_rules! pr_in {
+    ($sa:expr) => {
+        cmd!(
+            op::PERSISTENT_RESERVE_IN,
+            Some($sa),
+            false,
+            [0x5E, $sa as u8, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x04]
+        )
+    };
+}
+
+/// PERSISTENT RESERVE OUT with service action `$sa` (SPC-5 6.17); `$st`
+/// is the usage of the SCOPE and TYPE byte.
+macro_rules! pr_out {
+    ($sa:expr, $st:expr) => {
+        cmd!(
+            op::PERSISTENT_RESERVE_OUT,
+            Some($sa),
+            false,
+            [0x5F, $sa as u8, $st, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x04]
+        )
+    };
+}
+
 /// Every command, in opcode order.
 pub(crate) const COMMANDS: &[CommandInfo] = &[
     cmd!(op::TEST_UNIT_READY, None, false, [0x00, 0, 0, 0, 0, 0x04]),
@@ -64,6 +89,8 @@ pub(crate) const COMMANDS: &[CommandInfo] = &[
         false,
         [0x15, 0x11, 0, 0, 0xFF, 0x04]
     ),
+    cmd!(op::RESERVE_6, None, false, [0x16, 0, 0, 0, 0, 0x04]),
+    cmd!(op::RELEASE_6, None, false, [0x17, 0, 0, 0, 0, 0x04]),
     cmd!(
         op::MODE_SENSE_6,
         None,
@@ -112,6 +139,18 @@ pub(crate) const COMMANDS: &[CommandInfo] = &[
         false,
         [0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0x04]
     ),
+    pr_in!(op::SA_READ_KEYS),
+    pr_in!(op::SA_READ_RESERVATION),
+    pr_in!(op::SA_REPORT_CAPABILITIES),
+    // REGISTER, CLEAR and REGISTER AND IGNORE EXISTING KEY ignore SCOPE
+    // and TYPE (SPC-5 6.17.2); the others evaluate them.
+    pr_out!(op::SA_REGISTER, 0x00),
+    pr_out!(op::SA_RESERVE, 0xFF),
+    pr_out!(op::SA_RELEASE, 0xFF),
+    pr_out!(op::SA_CLEAR, 0x00),
+    pr_out!(op::SA_PREEMPT, 0xFF),
+    pr_out!(op::SA_PREEMPT_AND_ABORT, 0xFF),
+    pr_out!(op::SA_REGISTER_AND_IGNORE, 0x00),
     cmd!(
         op::READ_16,
         None,

@@ -14,6 +14,9 @@ pub enum Status {
     CheckCondition,
     /// 08h BUSY: the logical unit cannot accept the command now.
     Busy,
+    /// 18h RESERVATION CONFLICT: a reservation held by another I_T nexus
+    /// does not allow the command (SPC-5 5.14.1).
+    ReservationConflict,
     /// 28h TASK SET FULL: the I_T nexus already has commands in the task
     /// set and the task set is full.
     TaskSetFull,
@@ -27,6 +30,7 @@ impl Status {
             Self::Good => 0x00,
             Self::CheckCondition => 0x02,
             Self::Busy => 0x08,
+            Self::ReservationConflict => 0x18,
             Self::TaskSetFull => 0x28,
         }
     }

@@ -220,6 +220,8 @@ pub struct ScsiTarget {
     nexuses: Mutex<HashMap<ItNexus, Arc<NexusState>>>,
     pub(crate) write_locks: Box<[RwLock<()>]>,
     pub(crate) naas: Mutex<HashMap<Naa, VvolId>>,
+    /// Persistent and SPC-2 reservations (`reservation.rs`).
+    pub(crate) reservations: super::reservation::ReservationMirror,
 }
 
 impl ScsiTarget {
@@ -243,6 +245,7 @@ impl ScsiTarget {
             nexuses: Mutex::new(HashMap::new()),
             write_locks: (0..WRITE_LOCK_STRIPES).map(|_| RwLock::new(())).collect(),
             naas: Mutex::new(HashMap::new()),
+            reservations: Default::default(),
         };
         target.refresh()?;
         Ok(target)
@@ -329,9 +332,36 @@ impl ScsiTarget {
 
     /// A target reset (or power cycle): every I_T nexus sees UNIT ATTENTION
     /// 29h/00h on its next command, and its mode parameters return to their
-    /// defaults.
+    /// defaults. It is a power on of the array's logical units for their
+    /// reservations: SPC-2 reservations are released, persistent
+    /// reservation state registered with APTPL=0 is lost and state with
+    /// APTPL=1 kept, every PRgeneration returns to 0 (SPC-5 5.14.5; see
+    /// [`ControlPlane::power_on_reservations`]). A reopen of a durable
+    /// plane (a controller restart or failover) is not a power on: a target
+    /// built on it serves every reservation as it was. When the plane
+    /// cannot journal the power on, see [`try_reset`](Self::try_reset).
     pub fn reset(&self) {
+        // A journal failure poisons a durable plane, which reports it to
+        // the next mutation; the rest of the reset is done.
+        let _ = self.try_reset();
+    }
+
+    /// [`reset`](Self::reset), reporting when the persistent reservations'
+    /// power on could not be stored.
+    ///
+    /// # Errors
+    /// [`ScsiError::Control`] when the plane could not journal it.
+    pub fn try_reset(&self) -> Result<(), ScsiError> {
+        self.reservations.reset();
         self.reset_generation.fetch_add(1, Ordering::Release);
+        let stored = self.plane.power_on_reservations(self.array);
+        self.reservations.reload(self);
+        stored.map_err(ScsiError::from)
+    }
+
+    /// The id of the PE at `index`.
+    pub(crate) fn pe_id(&self, index: usize) -> Option<PeId> {
+        self.pes.read().get(index).map(|p| p.id)
     }
 
     /// The LUN a host uses for a SCSI binding: the PE's administrative

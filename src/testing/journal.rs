@@ -25,9 +25,35 @@
 
 use crate::binding::{ControlPlane, JournalOptions, Limits, MemStore, frame, split};
 use crate::model::{
-    ArraySpec, BindContext, ContainerSpec, Naa, PeSpec, Protocol, SecondaryIdScope, UnbindContext,
-    VvolSpec, VvolType,
+    ArraySpec, BindContext, ContainerSpec, HostId, LuReservations, Naa, PeSpec, PrLu, PrNexus,
+    PrRegistration, PrReservation, PrType, Protocol, SecondaryIdScope, UnbindContext, VvolSpec,
+    VvolType,
 };
+
+/// Persistent reservation state of `hosts` registered with keys 1, 2, ...
+/// and the first holding a `kind` reservation.
+fn reservations(hosts: &[HostId], kind: PrType, aptpl: bool) -> LuReservations {
+    let mut state = LuReservations {
+        generation: hosts.len() as u32,
+        aptpl,
+        ..LuReservations::default()
+    };
+    for (i, host) in hosts.iter().enumerate() {
+        state.registrations.push(PrRegistration {
+            nexus: PrNexus {
+                host: *host,
+                initiator: i as u32,
+                relative_target_port: 1,
+            },
+            key: i as u64 + 1,
+        });
+    }
+    state.reservation = state.registrations.first().map(|r| PrReservation {
+        holder: r.nexus,
+        kind,
+    });
+    state
+}
 
 /// Most edits [`apply_edits`] applies from one input (the rest is ignored),
 /// so one input costs bounded work.
@@ -57,7 +83,8 @@ const PER_HOST_PE_NAA: Naa =
 /// and made again) and, after it, records of every kind the
 /// plane writes: add and remove of containers, PEs and hosts, PE contexts,
 /// create, resize and delete of vVols, binds (new, repeated, faulted),
-/// unbinds, PE state changes.
+/// unbinds, PE state changes, persistent reservations (also in the
+/// snapshot) and their power on.
 ///
 /// # Errors
 /// Any error of the plane building it (none is expected).
@@ -77,6 +104,19 @@ pub fn sample_journal() -> Result<Vec<u8>, crate::Error> {
     plane.bind(h1, &vm_c, BindContext::Normal)?;
     plane.drain_pe(topo.pes[1])?;
     plane.fail_pe(topo.pes[2])?;
+    // Persistent reservations in the snapshot (an SLU and an ALU).
+    let none = LuReservations::default();
+    let slu = PrLu::Slu(topo.vms[0].data);
+    plane.set_reservations(
+        slu,
+        &none,
+        reservations(&[h0, h1], PrType::WriteExclusiveRegistrantsOnly, false),
+    )?;
+    plane.set_reservations(
+        PrLu::Alu(topo.pes[0]),
+        &none,
+        reservations(&[h1], PrType::ExclusiveAccess, true),
+    )?;
     // A thin container (over-commit) in the snapshot and one in a record.
     plane.add_container(
         topo.arrays[0],
@@ -118,7 +158,13 @@ pub fn sample_journal() -> Result<Vec<u8>, crate::Error> {
         topo.arrays[1],
         ContainerSpec::new("thin-nfs", Protocol::Nfs, 1 << 40).with_overcommit_percent(250),
     )?;
-    // Records after the snapshot.
+    // Records after the snapshot: a reservation change, a power on.
+    plane.set_reservations(
+        slu,
+        &plane.reservations(slu),
+        reservations(&[h1], PrType::ExclusiveAccessAllRegistrants, false),
+    )?;
+    plane.power_on_reservations(topo.arrays[0])?;
     let handles = plane.bind(h0, &vm_a, BindContext::Normal)?;
     let mut vasa = Vec::new();
     for handle in handles.into_iter().flatten() {
@@ -252,6 +298,17 @@ mod tests {
         let arrays = plane.arrays();
         let pes = plane.pes_for_array(arrays[0]).unwrap();
         assert_eq!(pes.len(), 3, "the spare PE was removed");
+        // The power on kept the APTPL=1 ALU state (PRgeneration 0) and
+        // dropped the SLU's.
+        let alu = plane.reservations(PrLu::Alu(pes[0]));
+        assert_eq!(
+            (alu.registrations.len(), alu.generation, alu.aptpl),
+            (1, 0, true)
+        );
+        assert_eq!(
+            alu.reservation.map(|r| r.kind),
+            Some(PrType::ExclusiveAccess)
+        );
     }
 
     #[test]

@@ -53,12 +53,14 @@ pub(crate) fn fingerprint(plane: &ControlPlane) -> String {
                     .collect();
                 b.sort();
                 line(format!("  {b:?}"));
+                line(format!("  pr {:?}", plane.reservations(PrLu::Slu(v))));
             }
         }
     }
     for p in 0..16 {
         let pe = PeId(p);
         line(format!("{:?}", plane.pe(pe).map_err(|e| e.to_string())));
+        line(format!("  pr {:?}", plane.reservations(PrLu::Alu(pe))));
         if let Ok(bs) = plane.bindings_for_pe(pe) {
             let mut bs: Vec<String> = bs.iter().map(|b| format!("{b:?}")).collect();
             bs.sort();

@@ -31,6 +31,8 @@ mod scsi_lun;
 #[cfg(feature = "scsi")]
 mod scsi_multipath;
 #[cfg(feature = "scsi")]
+mod scsi_pr;
+#[cfg(feature = "scsi")]
 mod scsi_target;
 mod secondary_scope;
 mod vasa;

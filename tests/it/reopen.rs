@@ -83,6 +83,18 @@ enum Op {
         host: usize,
         pick: usize,
     },
+    /// The host registers `key` on a vVol (an ALU with `alu`), and
+    /// reserves it Write Exclusive when `reserve`.
+    Register {
+        host: usize,
+        vvol: usize,
+        alu: bool,
+        key: u64,
+        aptpl: bool,
+        reserve: bool,
+    },
+    /// A power on of the array's logical units' reservations.
+    PowerOn,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -108,6 +120,16 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..VVOLS + 2).prop_map(Op::Delete),
         1 => (0..VVOLS + 2).prop_map(Op::Resize),
         4 => (0..HOSTS, any::<usize>()).prop_map(|(host, pick)| Op::Write { host, pick }),
+        2 => (0..HOSTS, 0..VVOLS + 2, any::<bool>(), 0..4u64, any::<bool>(), any::<bool>())
+            .prop_map(|(host, vvol, alu, key, aptpl, reserve)| Op::Register {
+                host,
+                vvol,
+                alu,
+                key,
+                aptpl,
+                reserve,
+            }),
+        1 => Just(Op::PowerOn),
     ]
 }
 
@@ -294,6 +316,46 @@ impl World {
                 }
                 Ok(())
             }
+            Op::Register {
+                host,
+                vvol,
+                alu,
+                key,
+                aptpl,
+                reserve,
+            } => {
+                let lu = if *alu {
+                    PrLu::Alu(self.pes[*vvol % PES])
+                } else {
+                    PrLu::Slu(self.vvol(*vvol))
+                };
+                let nexus = PrNexus {
+                    host: self.hosts[*host],
+                    initiator: 0,
+                    relative_target_port: 1,
+                };
+                let before = plane.reservations(lu);
+                let mut after = before.clone();
+                after.registrations.retain(|r| r.nexus != nexus);
+                if *key != 0 {
+                    after
+                        .registrations
+                        .push(PrRegistration { nexus, key: *key });
+                }
+                if after.reservation.is_some_and(|r| r.holder == nexus) && *key == 0 {
+                    after.reservation = None;
+                }
+                if *reserve && *key != 0 && after.reservation.is_none() {
+                    after.reservation = Some(PrReservation {
+                        holder: nexus,
+                        kind: PrType::WriteExclusive,
+                    });
+                }
+                after.aptpl = *aptpl;
+                after.generation = after.generation.wrapping_add(1);
+                plane.set_reservations(lu, &before, after)
+            }
+            Op::PowerOn => plane.power_on_reservations(plane.arrays()[0]),
         };
         if let Err(e @ ControlError::Journal(_)) = res {
             panic!("{op:?}: the journal failed: {e}");

@@ -6,6 +6,7 @@
 mod codec;
 mod fields;
 mod record;
+mod reservation;
 mod snapshot;
 mod store;
 

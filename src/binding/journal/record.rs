@@ -9,10 +9,11 @@ use super::fields::{
     bad, get_array_spec, get_container_spec, get_pe_spec, pe_state_code, pe_state_from,
     put_array_spec, put_container_spec, put_pe_spec, vtype_code, vtype_from,
 };
+use super::reservation::{get_lu, get_lu_state, put_lu, put_lu_state};
 use crate::model::{
     ArrayId, ArraySpec, BackendKey, ContainerId, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT,
-    Generation, HostId, PeId, PeSpec, PeState, SecondaryId, SecondaryIdScope, VvolId, VvolKey,
-    VvolType,
+    Generation, HostId, LuReservations, PeId, PeSpec, PeState, PrLu, SecondaryId, SecondaryIdScope,
+    VvolId, VvolKey, VvolType,
 };
 
 /// One item of a bind call, as decided.
@@ -97,6 +98,14 @@ pub(crate) enum Record {
     /// Switches the plane to deterministic ids from `seed` (or back to
     /// random ids with `None`).
     IdSeed(Option<u64>),
+    /// The persistent reservation state of a logical unit after a
+    /// PERSISTENT RESERVE OUT (an empty state drops it).
+    SetReservations {
+        lu: PrLu,
+        state: LuReservations,
+    },
+    /// A power on of an array's logical units: APTPL=0 state is lost.
+    PowerOnReservations(ArrayId),
 }
 
 /// The record tags, matched exhaustively both ways.
@@ -124,13 +133,17 @@ enum Tag {
     /// [`Record::AddArray`] of an array whose secondary ids are not per PE
     /// (one more byte: the scope; tag 1 records restore as per PE).
     AddArrayScoped = 23,
+    /// An LU's new persistent reservation state.
+    SetReservations = 20,
+    /// A power on of an array's reservations (APTPL=0 state dropped).
+    PowerOnReservations = 21,
 }
 
 /// The journal code of a secondary-id scope (tag 23 records).
 const SCOPE_PER_PE_AND_HOST: u8 = 1;
 
 impl Tag {
-    const ALL: [Self; 17] = [
+    const ALL: [Self; 19] = [
         Self::AddArray,
         Self::AddContainer,
         Self::RemoveContainer,
@@ -148,6 +161,8 @@ impl Tag {
         Self::IdSeed,
         Self::AddContainerOvercommit,
         Self::AddArrayScoped,
+        Self::SetReservations,
+        Self::PowerOnReservations,
     ];
 
     fn from_u8(b: u8) -> Option<Self> {
@@ -227,6 +242,8 @@ impl Record {
             Self::Unbind(_) => Tag::Unbind,
             Self::SetPeState { .. } => Tag::SetPeState,
             Self::IdSeed(_) => Tag::IdSeed,
+            Self::SetReservations { .. } => Tag::SetReservations,
+            Self::PowerOnReservations(_) => Tag::PowerOnReservations,
         }
     }
 
@@ -339,6 +356,11 @@ impl Record {
                 w.u8(pe_state_code(*state));
             }
             Self::IdSeed(seed) => put_opt_u64(&mut w, *seed),
+            Self::SetReservations { lu, state } => {
+                put_lu(&mut w, *lu);
+                put_lu_state(&mut w, state);
+            }
+            Self::PowerOnReservations(array) => w.u32(array.0),
         }
         w.buf
     }
@@ -457,6 +479,11 @@ impl Record {
                 state: pe_state_from(r.u8()?)?,
             },
             Tag::IdSeed => Self::IdSeed(get_opt_u64(&mut r)?),
+            Tag::SetReservations => Self::SetReservations {
+                lu: get_lu(&mut r)?,
+                state: get_lu_state(&mut r)?,
+            },
+            Tag::PowerOnReservations => Self::PowerOnReservations(ArrayId(r.u32()?)),
         };
         r.finish()?;
         Ok(rec)
@@ -548,6 +575,29 @@ mod tests {
                 spec: ContainerSpec::new("thin", Protocol::Nfs, 1 << 30)
                     .with_overcommit_percent(400),
             },
+            Record::SetReservations {
+                lu: PrLu::Slu(VvolId(7)),
+                state: {
+                    let a = crate::model::PrNexus {
+                        host: HostId(4),
+                        initiator: 2,
+                        relative_target_port: 3,
+                    };
+                    let mut s = LuReservations {
+                        generation: 5,
+                        aptpl: true,
+                        ..LuReservations::default()
+                    };
+                    s.registrations
+                        .push(crate::model::PrRegistration { nexus: a, key: 9 });
+                    s.reservation = Some(crate::model::PrReservation {
+                        holder: a,
+                        kind: crate::model::PrType::ExclusiveAccessRegistrantsOnly,
+                    });
+                    s
+                },
+            },
+            Record::PowerOnReservations(ArrayId(1)),
             Record::AddArray {
                 id: ArrayId(2),
                 spec: ArraySpec::new("pure", 0x24_a9_37)

@@ -10,10 +10,11 @@ use super::fields::{
     put_container_spec, put_pe_spec, vtype_code, vtype_from,
 };
 use super::record::{get_backend_key, put_backend_key};
+use super::reservation::{LU_STATE_MIN_BYTES, get_lu, get_lu_state, put_lu, put_lu_state};
 use crate::model::{
     ArrayId, ArraySpec, BackendKey, ContainerId, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT,
-    Generation, HostId, PeId, PeSpec, PeState, SecondaryId, SecondaryIdScope, VvolId, VvolKey,
-    VvolType,
+    Generation, HostId, LuReservations, PeId, PeSpec, PeState, PrLu, SecondaryId, SecondaryIdScope,
+    VvolId, VvolKey, VvolType,
 };
 
 /// Tag of the optional snapshot section with the containers' over-commit.
@@ -22,6 +23,8 @@ const SECTION_OVERCOMMIT: u8 = 1;
 /// spaces: the arrays in [`SecondaryIdScope::PerPeAndHost`] scope, and per
 /// PE of theirs the generation floor and each host's id pool.
 const SECTION_HOST_SPACES: u8 = 2;
+/// Tag of the optional snapshot section with persistent reservations.
+const SECTION_RESERVATIONS: u8 = 3;
 
 /// Magic bytes opening a snapshot.
 const SNAPSHOT_MAGIC: &[u8; 8] = b"VVOLSNP\0";
@@ -97,6 +100,8 @@ pub(crate) struct Snapshot {
     pub(crate) pes: Vec<PeData>,
     pub(crate) hosts: Vec<HostData>,
     pub(crate) vvols: Vec<VvolData>,
+    /// Persistent reservation state per logical unit (optional section).
+    pub(crate) reservations: Vec<(PrLu, LuReservations)>,
 }
 
 fn put_pool(w: &mut Writer, p: &PoolData) {
@@ -248,6 +253,15 @@ impl Snapshot {
                 }
             }
         }
+        // Optional section (absent when no LU has reservation state).
+        if !self.reservations.is_empty() {
+            w.u8(SECTION_RESERVATIONS);
+            w.usize(self.reservations.len());
+            for (lu, state) in &self.reservations {
+                put_lu(&mut w, *lu);
+                put_lu_state(&mut w, state);
+            }
+        }
         w.buf
     }
 
@@ -370,6 +384,13 @@ impl Snapshot {
             match section {
                 SECTION_OVERCOMMIT => s.decode_overcommit(&mut r)?,
                 SECTION_HOST_SPACES => s.decode_host_spaces(&mut r)?,
+                SECTION_RESERVATIONS => {
+                    for _ in 0..r.count(LU_STATE_MIN_BYTES)? {
+                        let lu = get_lu(&mut r)?;
+                        let state = get_lu_state(&mut r)?;
+                        s.reservations.push((lu, state));
+                    }
+                }
                 _ => return Err(super::fields::bad("unknown snapshot section")),
             }
         }
