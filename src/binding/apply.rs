@@ -18,7 +18,8 @@ use super::state::{
 };
 use crate::backend::{BackendError, BlockBackend};
 use crate::model::{
-    Generation, PeId, PeState, SecondaryId, SecondaryIdSpace, Transport, check_capacity, check_name,
+    Generation, HostId, PeId, PeState, SecondaryId, SecondaryIdSpace, Transport, check_capacity,
+    check_name,
 };
 use crate::router::{LiveBinding, Router, TableState, VolumeCore};
 
@@ -30,6 +31,8 @@ pub(crate) enum RouterOp {
     Publish(PeId, SecondaryId, Arc<LiveBinding>),
     Replace(PeId, SecondaryId, Arc<LiveBinding>),
     Retire(PeId, SecondaryId),
+    /// The PEs mapped for a host changed (REPORTED LUNS DATA HAS CHANGED).
+    HostInventory(HostId),
 }
 
 impl RouterOp {
@@ -40,6 +43,7 @@ impl RouterOp {
             Self::Publish(pe, sid, b) => router.publish(pe, sid, b),
             Self::Replace(pe, sid, b) => router.replace(pe, sid, b),
             Self::Retire(pe, sid) => router.retire(pe, sid),
+            Self::HostInventory(host) => router.bump_host_inventory(host),
         }
     }
 }
@@ -257,6 +261,7 @@ impl State {
                     return Err(invalid("PE context drops a PE the host is bound on"));
                 }
                 h.pe_context = new;
+                ops.push(RouterOp::HostInventory(*host));
             }
             Record::CreateVvol {
                 id,

@@ -87,7 +87,7 @@ impl ControlPlane {
         let limits = limits.with_max_pes(limits.max_pes.min(MAX_PES));
         Self {
             state: Mutex::new(State::new(limits.max_vvols, limits.event_window)),
-            router: Arc::new(Router::new(limits.max_pes)),
+            router: Arc::new(Router::new(limits.max_pes, limits.max_hosts)),
             policy,
             limits,
             journal: None,

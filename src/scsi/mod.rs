@@ -46,6 +46,7 @@ pub mod limits;
 mod lun;
 mod mode;
 mod multipath;
+mod nexus_table;
 mod opcodes;
 mod report_luns;
 mod sense;
