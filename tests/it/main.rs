@@ -32,4 +32,6 @@ mod scsi_lun;
 mod scsi_multipath;
 #[cfg(feature = "scsi")]
 mod scsi_target;
+#[cfg(feature = "scsi")]
+mod scsi_ua;
 mod vasa;
