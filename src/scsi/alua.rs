@@ -81,7 +81,7 @@ impl AluaState {
     /// - Transitioning: as Unavailable without SET TARGET PORT GROUPS;
     /// - Offline: as Unavailable. SPC-5 describes offline ports as unable
     ///   to process commands at all; a port this in-process target still
-    ///   reaches answers like an unavailable one [infer].
+    ///   reaches answers like an unavailable one (the crate's inference).
     ///
     /// Commands this target does not implement are refused as unsupported
     /// before the state is consulted; the sets name them so that a command

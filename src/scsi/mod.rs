@@ -15,6 +15,36 @@
 //!
 //! Enabled by the default cargo feature `scsi`.
 //!
+//! # How ESXi reads failures: APD and PDL
+//!
+//! ESXi tells two kinds of device loss apart (`shared/reference/domain.md`,
+//! corrections note and §3.7; review `domain.md` S2 and D1):
+//! - **PDL, permanent device loss**: the device answers with sense data
+//!   that says it is gone. VMware KB 2004684 lists 05h/25h/00h LOGICAL UNIT
+//!   NOT SUPPORTED among the PDL codes (the review also recalls 04h/4Ch/00h
+//!   and 02h/3Eh/01h from that KB, unverified). After a PDL, VMCP/HA may
+//!   kill and restart the VM and the device has to be reclaimed. This
+//!   target answers 05h/25h/00h only for a LUN that names no logical unit
+//!   for the nexus: an SLU whose binding was unbound or deleted (or never
+//!   made for that host), a PE not visible to it.
+//! - **APD, all paths down**: the device stops answering on every path, or
+//!   answers that it is only temporarily unreachable, e.g. NOT READY with
+//!   an ALUA state (04h/0Ah transitioning, 04h/0Bh standby, 04h/0Ch
+//!   unavailable, 04h/12h offline); ESXi keeps retrying and fails over to
+//!   another path. A PE or controller failure
+//!   ([`ControlPlane::fail_pe`](crate::ControlPlane::fail_pe)) is rendered
+//!   this way: the PE's ALU and its SLUs keep resolving and report the
+//!   Unavailable state on all the PE's target port groups (UNIT ATTENTION
+//!   2Ah/06h first, then 04h/0Ch; REPORT TARGET PORT GROUPS shows 3h),
+//!   while the other PEs on the same groups keep serving; the Rebind event
+//!   then moves the vVols, whose old bindings are unbound (and only then
+//!   answer 05h/25h/00h).
+//!
+//! Unit attentions are kept per I_T_L nexus (SAM-5 5.14): see
+//! `unit_attention.rs` for the conditions, their precedence and what
+//! clears each. Mode parameters are per logical unit, shared by all I_T
+//! nexuses; ALUA states per (PE, target port group).
+//!
 //! # Example: discover the SLUs behind a PE
 //! ```
 //! use std::sync::Arc;

@@ -15,9 +15,12 @@ use super::unit_attention::NexusState;
 /// Shards of the nexus table.
 const SHARDS: usize = 16;
 
+/// One shard: the nexuses whose hash falls in it.
+type Shard = RwLock<HashMap<ItNexus, Arc<NexusState>>>;
+
 #[derive(Debug)]
 pub(crate) struct NexusTable {
-    shards: Box<[RwLock<HashMap<ItNexus, Arc<NexusState>>>]>,
+    shards: Box<[Shard]>,
     len: AtomicUsize,
 }
 
@@ -31,7 +34,7 @@ impl Default for NexusTable {
 }
 
 impl NexusTable {
-    fn shard(&self, nexus: &ItNexus) -> &RwLock<HashMap<ItNexus, Arc<NexusState>>> {
+    fn shard(&self, nexus: &ItNexus) -> &Shard {
         let mix = u64::from(nexus.host.0)
             .wrapping_mul(0x9E37_79B9_7F4A_7C15)
             .wrapping_add(u64::from(nexus.initiator.0).wrapping_mul(0xC2B2_AE3D_27D4_EB4F))
