@@ -97,15 +97,21 @@ impl Inventory {
 
     /// Bind/unbind changes of `host` behind `pe` (and of the pairs sharing
     /// its bucket).
+    // Read by the SCSI target only.
+    #[cfg_attr(not(feature = "scsi"), allow(dead_code))]
     pub(crate) fn host_pe(&self, host: HostId, pe: PeId) -> u64 {
         self.pairs[bucket(host, pe)].load(Ordering::Acquire)
     }
 
+    // Read by the SCSI target only.
+    #[cfg_attr(not(feature = "scsi"), allow(dead_code))]
     pub(crate) fn host_mappings(&self, host: HostId) -> u64 {
         self.host(host)
             .map_or(0, |h| h.maps.load(Ordering::Acquire))
     }
 
+    // Read by the SCSI target only.
+    #[cfg_attr(not(feature = "scsi"), allow(dead_code))]
     pub(crate) fn failures(&self, pe: PeId) -> u64 {
         self.failures
             .get(pe.0 as usize)

@@ -139,11 +139,15 @@ impl Router {
 
     /// Bind/unbind changes of `host`'s bindings behind `pe` (counted in
     /// hashed buckets: may move for another pair, never misses this one).
+    // Read by the SCSI target only.
+    #[cfg_attr(not(feature = "scsi"), allow(dead_code))]
     pub(crate) fn host_pe_binding_changes(&self, host: HostId, pe: PeId) -> u64 {
         self.inventory.host_pe(host, pe)
     }
 
     /// The PE (un)mapping part of [`host_inventory_changes`](Self::host_inventory_changes).
+    // Read by the SCSI target only.
+    #[cfg_attr(not(feature = "scsi"), allow(dead_code))]
     pub(crate) fn host_mapping_changes(&self, host: HostId) -> u64 {
         self.inventory.host_mappings(host)
     }
@@ -157,11 +161,15 @@ impl Router {
 
     /// How often `pe` entered or left the Failed state (a SCSI target
     /// reports ASYMMETRIC ACCESS STATE CHANGED on its LUs for each).
+    // Read by the SCSI target only.
+    #[cfg_attr(not(feature = "scsi"), allow(dead_code))]
     pub(crate) fn pe_failure_changes(&self, pe: PeId) -> u64 {
         self.inventory.failures(pe)
     }
 
     /// Whether `pe` is known and failed. One atomic load.
+    // Read by the SCSI target only.
+    #[cfg_attr(not(feature = "scsi"), allow(dead_code))]
     pub(crate) fn pe_failed(&self, pe: PeId) -> bool {
         self.table(pe)
             .is_some_and(|t| t.state() == TableState::Failed)
@@ -171,6 +179,8 @@ impl Router {
     /// with the bound vVol's capacity and block size when `host` may use
     /// the binding: what a SCSI target needs to keep answering for an SLU
     /// whose PE failed (it reports the Unavailable ALUA state, review S2).
+    // Read by the SCSI target only.
+    #[cfg_attr(not(feature = "scsi"), allow(dead_code))]
     pub(crate) fn resolve_on_failed(
         &self,
         host: HostId,
