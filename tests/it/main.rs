@@ -10,6 +10,7 @@ mod control_plane_model;
 #[cfg(any(feature = "scsi", feature = "nbd"))]
 mod faults;
 mod identity;
+mod inventory;
 mod isolation;
 mod journal;
 mod journal_lock;
