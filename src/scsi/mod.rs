@@ -40,10 +40,21 @@
 //!   then moves the vVols, whose old bindings are unbound (and only then
 //!   answer 05h/25h/00h).
 //!
-//! Unit attentions are kept per I_T_L nexus (SAM-5 5.14): see
-//! `unit_attention.rs` for the conditions, their precedence and what
-//! clears each. Mode parameters are per logical unit, shared by all I_T
-//! nexuses; ALUA states per (PE, target port group).
+//! # Unit attentions
+//!
+//! Unit attentions are kept per I_T_L nexus (SAM-5 5.14): every logical
+//! unit (the REPORT LUNS W-LUN, each PE's ALU, each SLU) keeps its own
+//! conditions for each I_T nexus, and reporting one (CHECK CONDITION, or
+//! REQUEST SENSE data) clears it on that LU for that nexus only; the
+//! nexus's other LUs and the other nexuses still report it once each.
+//! 29h/00h (first command of a nexus to a LU, [`ScsiTarget::reset`]) and
+//! 29h/07h ([`ScsiTarget::nexus_loss`]) supersede the rest; then 2Ah/06h
+//! (ALUA change of the LU), 3Fh/0Eh (PE list or PE mapping changed: every
+//! LU; the host's bindings behind a PE changed: that PE's ALU), 2Ah/01h
+//! (another nexus changed the LU's mode parameters, which are per LU and
+//! shared by all nexuses) and 2Ah/09h (the SLU grew). A REPORT LUNS whose
+//! whole list reached the initiator clears the 3Fh/0Eh it answers. ALUA
+//! states are kept per (PE, target port group).
 //!
 //! # Example: discover the SLUs behind a PE
 //! ```

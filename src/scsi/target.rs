@@ -391,6 +391,29 @@ impl ScsiTarget {
     /// ([`ControlPlane::fail_pe`]), else its own state from
     /// [`set_pe_alua_state`](Self::set_pe_alua_state) or the group's.
     /// `None` for an unknown group.
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use vvol::scsi::{AluaState, ScsiTarget};
+    ///
+    /// let (plane, topo) = vvol::testing::quickstart()?;
+    /// let plane = Arc::new(plane);
+    /// let target = ScsiTarget::new(plane.clone(), topo.arrays[0])?;
+    /// let [a, b] = [topo.pes[0], topo.pes[1]];
+    /// // A controller setting covers every PE on the group ...
+    /// target.set_alua_state(2, AluaState::Standby)?;
+    /// assert_eq!(target.pe_alua_state(b, 2), Some(AluaState::Standby));
+    /// // ... a per-PE one only that PE, and a failed PE is Unavailable.
+    /// target.set_pe_alua_state(a, 2, AluaState::ActiveNonOptimized)?;
+    /// plane.fail_pe(b)?;
+    /// assert_eq!(target.pe_alua_state(a, 2), Some(AluaState::ActiveNonOptimized));
+    /// assert_eq!(target.pe_alua_state(b, 1), Some(AluaState::Unavailable));
+    /// assert_eq!(target.pe_alua_state(topo.pes[2], 1), Some(AluaState::ActiveOptimized));
+    /// plane.restore_pe(b)?;
+    /// assert_eq!(target.pe_alua_state(b, 2), Some(AluaState::Standby));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn pe_alua_state(&self, pe: PeId, target_port_group: u16) -> Option<AluaState> {
         let configured = self.alua.state(pe, target_port_group)?;
