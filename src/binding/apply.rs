@@ -17,7 +17,7 @@ use super::state::{
 };
 use crate::backend::{BackendError, BlockBackend};
 use crate::model::{
-    Generation, PeId, PeState, SecondaryIdSpace, Transport, check_capacity, check_name,
+    Generation, HostId, PeId, PeState, SecondaryIdSpace, Transport, check_capacity, check_name,
 };
 use crate::router::{LiveBinding, Router, TableState, VolumeCore};
 
@@ -30,6 +30,8 @@ pub(crate) enum RouterOp {
     Publish(BindingKey, Arc<LiveBinding>),
     Replace(BindingKey, Arc<LiveBinding>),
     Retire(BindingKey),
+    /// The PEs mapped for a host changed (REPORTED LUNS DATA HAS CHANGED).
+    HostInventory(HostId),
 }
 
 impl RouterOp {
@@ -40,6 +42,7 @@ impl RouterOp {
             Self::Publish((pe, sid, host), b) => router.publish(pe, host, sid, b),
             Self::Replace((pe, sid, host), b) => router.replace(pe, host, sid, b),
             Self::Retire((pe, sid, host)) => router.retire(pe, host, sid),
+            Self::HostInventory(host) => router.bump_host_inventory(host),
         }
     }
 }
@@ -258,6 +261,7 @@ impl State {
                     return Err(invalid("PE context drops a PE the host is bound on"));
                 }
                 h.pe_context = new;
+                ops.push(RouterOp::HostInventory(*host));
             }
             Record::CreateVvol {
                 id,

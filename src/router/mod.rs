@@ -12,6 +12,7 @@
 //! before the unbind completes on the vVol it resolved to.
 
 mod error;
+mod inventory;
 mod io;
 #[cfg(loom)]
 pub mod slot;
@@ -29,6 +30,8 @@ use table::PeTable;
 pub use table::SLOT_CHUNK;
 pub(crate) use table::TableState;
 pub(crate) use volume::{INLINE_HOSTS, LiveBinding, VolumeCore};
+
+use inventory::Inventory;
 
 use crate::model::{Generation, HostId, PeId, SecondaryId, SecondaryIdSpace, VvolKey};
 
@@ -69,15 +72,18 @@ pub struct Router {
     pes: Box<[OnceLock<PeTable>]>,
     /// Host cells of a per-host PE table (`Limits::max_hosts`).
     max_hosts: u32,
+    inventory: Inventory,
 }
 
 impl Router {
-    /// A router with room for `max_pes` PEs (ids `0..max_pes`) and, on PEs
-    /// whose secondary ids are per host, `max_hosts` hosts.
+    /// A router with room for `max_pes` PEs (ids `0..max_pes`) and
+    /// `max_hosts` hosts (ids `0..max_hosts`: the host cells of PEs whose
+    /// secondary ids are per host, and the inventory counters).
     pub(crate) fn new(max_pes: u32, max_hosts: u32) -> Self {
         Self {
             pes: (0..max_pes).map(|_| OnceLock::new()).collect(),
             max_hosts,
+            inventory: Inventory::new(max_pes, max_hosts),
         }
     }
 
@@ -161,6 +167,86 @@ impl Router {
         )
     }
 
+    /// How often what `host` may see has changed: bumped on every bind and
+    /// unbind for `host` (and every change of a binding's host set that adds
+    /// or drops it), on every PE added, removed or changing state, and when
+    /// a PE is mapped or unmapped for `host` (its PE context). A SCSI target
+    /// compares it (and the finer counters behind it) to decide whether
+    /// REPORTED LUNS DATA HAS CHANGED may be due for the host's I_T nexuses.
+    /// 0 for a host id past `max_hosts`. A few atomic loads; no lock.
+    #[must_use]
+    pub fn host_inventory_changes(&self, host: HostId) -> u64 {
+        self.inventory.host_changes(host)
+    }
+
+    /// Bind/unbind changes of `host`'s bindings behind `pe` (counted in
+    /// hashed buckets: may move for another pair, never misses this one).
+    // Read by the SCSI target only.
+    #[cfg_attr(not(feature = "scsi"), allow(dead_code))]
+    pub(crate) fn host_pe_binding_changes(&self, host: HostId, pe: PeId) -> u64 {
+        self.inventory.host_pe(host, pe)
+    }
+
+    /// The PE (un)mapping part of [`host_inventory_changes`](Self::host_inventory_changes).
+    // Read by the SCSI target only.
+    #[cfg_attr(not(feature = "scsi"), allow(dead_code))]
+    pub(crate) fn host_mapping_changes(&self, host: HostId) -> u64 {
+        self.inventory.host_mappings(host)
+    }
+
+    /// Records that a PE was mapped or unmapped for `host` (its PE context
+    /// or access rules changed): bumps its
+    /// [`host_inventory_changes`](Self::host_inventory_changes).
+    pub(crate) fn bump_host_inventory(&self, host: HostId) {
+        self.inventory.host_mapping_changed(host);
+    }
+
+    /// How often `pe` entered or left the Failed state (a SCSI target
+    /// reports ASYMMETRIC ACCESS STATE CHANGED on its LUs for each).
+    // Read by the SCSI target only.
+    #[cfg_attr(not(feature = "scsi"), allow(dead_code))]
+    pub(crate) fn pe_failure_changes(&self, pe: PeId) -> u64 {
+        self.inventory.failures(pe)
+    }
+
+    /// Whether `pe` is known and failed. One atomic load.
+    // Read by the SCSI target only.
+    #[cfg_attr(not(feature = "scsi"), allow(dead_code))]
+    pub(crate) fn pe_failed(&self, pe: PeId) -> bool {
+        self.table(pe)
+            .is_some_and(|t| t.state() == TableState::Failed)
+    }
+
+    /// [`resolve`](Self::resolve) for a failed PE too (not a removed one),
+    /// with the bound vVol's capacity and block size when `host` may use
+    /// the binding: what a SCSI target needs to keep answering for an SLU
+    /// whose PE failed (it reports the Unavailable ALUA state, review S2).
+    // Read by the SCSI target only.
+    #[cfg_attr(not(feature = "scsi"), allow(dead_code))]
+    pub(crate) fn resolve_on_failed(
+        &self,
+        host: HostId,
+        pe: PeId,
+        secondary_id: SecondaryId,
+    ) -> Option<(Resolved, u64, u32)> {
+        let table = self.table(pe)?;
+        if table.state() != TableState::Failed {
+            return None;
+        }
+        let slots = table.slots(Some(host))?;
+        let word = slots.word(secondary_id)?;
+        let resolved = Resolved {
+            vvol: word.key?,
+            generation: word.generation,
+        };
+        let binding = slots.binding(secondary_id)?;
+        let b = binding.as_deref()?;
+        if b.generation != resolved.generation || !b.admits(host) {
+            return None;
+        }
+        Some((resolved, b.volume.capacity_bytes(), b.volume.block_size))
+    }
+
     /// Bytes held by every PE's routing slots (16 bytes a slot, allocated in
     /// chunks of [`SLOT_CHUNK`]), with, on per-host PEs, the host cells
     /// (16 bytes for each of `Limits::max_hosts`) and each host's table.
@@ -189,11 +275,19 @@ impl Router {
         let cells = if per_host { self.max_hosts.max(1) } else { 0 };
         let fresh = cell.set(PeTable::new(space, queue_depth, cells)).is_ok();
         assert!(fresh, "PE ids are never reused");
+        self.inventory.pe_added_or_removed();
     }
 
     pub(crate) fn set_pe_state(&self, pe: PeId, state: TableState) {
         if let Some(table) = self.table(pe) {
+            let before = table.state();
             table.set_state(state);
+            let failed = |s| s == TableState::Failed;
+            self.inventory
+                .pe_state_changed(pe, failed(before) != failed(state));
+            if state == TableState::Removed && before != TableState::Removed {
+                self.inventory.pe_added_or_removed();
+            }
         }
     }
 
@@ -207,7 +301,11 @@ impl Router {
         binding: Arc<LiveBinding>,
     ) {
         let table = self.table(pe).expect("bindings are only made on known PEs");
+        let hosts: smallvec::SmallVec<[HostId; INLINE_HOSTS]> = binding.hosts().collect();
         table.publish(host, sid, binding);
+        for h in hosts {
+            self.inventory.host_bindings_changed(h, pe);
+        }
     }
 
     pub(crate) fn replace(
@@ -218,13 +316,34 @@ impl Router {
         binding: Arc<LiveBinding>,
     ) {
         if let Some(table) = self.table(pe) {
+            let before: smallvec::SmallVec<[HostId; INLINE_HOSTS]> = table
+                .slots(host)
+                .and_then(|s| s.binding(sid))
+                .and_then(|g| g.as_deref().map(|b| b.hosts().collect()))
+                .unwrap_or_default();
+            let after: smallvec::SmallVec<[HostId; INLINE_HOSTS]> = binding.hosts().collect();
             table.replace(host, sid, binding);
+            // Only the hosts gained or lost see a different inventory.
+            for h in before.iter().filter(|h| !after.contains(h)) {
+                self.inventory.host_bindings_changed(*h, pe);
+            }
+            for h in after.iter().filter(|h| !before.contains(h)) {
+                self.inventory.host_bindings_changed(*h, pe);
+            }
         }
     }
 
     pub(crate) fn retire(&self, pe: PeId, host: Option<HostId>, sid: SecondaryId) {
         if let Some(table) = self.table(pe) {
+            let before: smallvec::SmallVec<[HostId; INLINE_HOSTS]> = table
+                .slots(host)
+                .and_then(|s| s.binding(sid))
+                .and_then(|g| g.as_deref().map(|b| b.hosts().collect()))
+                .unwrap_or_default();
             table.retire(host, sid);
+            for h in before {
+                self.inventory.host_bindings_changed(h, pe);
+            }
         }
     }
 }

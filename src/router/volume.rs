@@ -95,4 +95,15 @@ impl LiveBinding {
                 .as_ref()
                 .is_some_and(|more| more.0.contains(&host))
     }
+
+    /// The hosts that may do I/O through this binding.
+    pub(crate) fn hosts(&self) -> impl Iterator<Item = HostId> + '_ {
+        std::iter::once(self.first_host).chain(
+            self.more_hosts
+                .as_deref()
+                .map_or(&[][..], |more| &more.0[..])
+                .iter()
+                .copied(),
+        )
+    }
 }

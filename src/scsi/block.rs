@@ -192,7 +192,7 @@ pub(crate) fn write(ctx: &Ctx<'_>) -> CmdResult {
         .data_out
         .get(..len)
         .ok_or_else(|| Sense::invalid_field_in_cdb(field as u16, None))?;
-    let fua = fua || !ctx.state.mode().wce;
+    let fua = fua || !ctx.mode().wce;
     let _shared = ctx.target.write_locks[stripe(s.key)].read();
     let offset = lba * u64::from(s.block_size);
     ctx.target
@@ -260,7 +260,7 @@ pub(crate) fn write_same_16(ctx: &Ctx<'_>) -> CmdResult {
             Err(e) => return Err(ctx.route(e, true)),
         }
     }
-    let fua = !ctx.state.mode().wce;
+    let fua = !ctx.mode().wce;
     let chunk_blocks = n.min(WRITE_SAME_CHUNK_BLOCKS);
     let chunk: Vec<u8> = pattern.repeat(chunk_blocks as usize);
     let mut done = 0u64;
@@ -421,7 +421,7 @@ pub(crate) fn compare_and_write(ctx: &Ctx<'_>) -> CmdResult {
     let s = slu(ctx)?;
     let cdb = ctx.cdb;
     cdb.reserved(1, 0xE0)?;
-    let fua = cdb.u8(1) & 0x08 != 0 || !ctx.state.mode().wce;
+    let fua = cdb.u8(1) & 0x08 != 0 || !ctx.mode().wce;
     let lba = cdb.be(2, 8);
     let n = u64::from(cdb.u8(13));
     if n == 0 {

@@ -11,17 +11,26 @@ fn ua_exempt(opcode: u8) -> bool {
     matches!(opcode, op::INQUIRY | op::REPORT_LUNS | op::REQUEST_SENSE)
 }
 
-/// Commands a target port group in a non-active ALUA state still serves.
-fn alua_allowed(opcode: u8) -> bool {
-    matches!(
-        opcode,
-        op::INQUIRY
-            | op::REPORT_LUNS
-            | op::REQUEST_SENSE
-            | op::MAINTENANCE_IN
-            | op::MODE_SENSE_6
-            | op::MODE_SENSE_10
-    )
+/// The ALUA state the addressed LU reports through the nexus's target
+/// port: its PE's state on the port's group (per (LU, target port group),
+/// Unavailable while the PE is failed); `None` for LUs outside a
+/// conglomerate (the W-LUN).
+fn alua_state(ctx: &Ctx<'_>) -> Option<super::AluaState> {
+    let index = match ctx.lu {
+        Lu::Alu(i) => i,
+        Lu::Slu(s) => s.pe,
+        _ => return None,
+    };
+    let pes = ctx.target.pes.read();
+    let pe = pes.get(index)?;
+    let group = pe
+        .ports
+        .iter()
+        .find(|(port, _)| *port == ctx.nexus.relative_target_port)
+        .map(|(_, g)| *g)?;
+    let id = pe.id;
+    drop(pes);
+    ctx.target.pe_alua_state(id, group)
 }
 
 pub(crate) fn dispatch(ctx: &Ctx<'_>) -> CmdResult {
@@ -70,15 +79,13 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>) -> CmdResult {
     {
         return Err(ua.into());
     }
-    if matches!(ctx.lu, Lu::Alu(_) | Lu::Slu(_)) && !alua_allowed(opcode) {
-        let state = ctx
-            .target
-            .port_group(ctx.nexus.relative_target_port)
-            .and_then(|g| ctx.target.alua_state(g))
-            .unwrap_or_default();
-        if let Some(sense) = state.not_ready() {
-            return Err(sense.into());
-        }
+    // SPC-5 5.16.2.4.x: each non-active state serves its own command set
+    // (review S11); the others get NOT READY with the state's ASCQ.
+    if let Some(state) = alua_state(ctx)
+        && !state.allows(opcode, ctx.cdb.service_action())
+        && let Some(sense) = state.not_ready()
+    {
+        return Err(sense.into());
     }
     if command.slu_only && !matches!(ctx.lu, Lu::Slu(_)) {
         return Err(Sense::invalid_opcode().into());
@@ -141,13 +148,26 @@ fn report_target_port_groups(ctx: &Ctx<'_>) -> CmdResult {
         .target
         .pe(pe_index)
         .ok_or_else(Sense::lun_not_supported)?;
+    // The states of this LU's conglomerate, per target port group.
     let mut groups = std::collections::BTreeMap::new();
     for (port, group) in &pe.ports {
-        let state = ctx.target.alua_state(*group).unwrap_or_default();
         groups
             .entry(*group)
-            .or_insert_with(|| (state, Vec::new()))
-            .1
+            .or_insert_with(|| {
+                let state = ctx.target.pe_alua_state(pe.id, *group).unwrap_or_default();
+                let changed = ctx.target.alua.changed(pe.id, *group)
+                    || ctx.target.router.pe_failure_changes(pe.id) > 0;
+                alua::GroupReport {
+                    state,
+                    status: if changed {
+                        alua::STATUS_IMPLICIT
+                    } else {
+                        alua::STATUS_NONE
+                    },
+                    ports: Vec::new(),
+                }
+            })
+            .ports
             .push(*port);
     }
     let mut out = alua::report_target_port_groups(&groups, format == 1);

@@ -122,4 +122,13 @@ pub enum ScsiError {
     /// The target port does not exist on the array.
     #[error("relative target port {0} does not exist")]
     UnknownTargetPort(u16),
+    /// The PE is not a SCSI PE this target serves through the target port
+    /// group (see [`ScsiTarget::set_pe_alua_state`](super::ScsiTarget::set_pe_alua_state)).
+    #[error("{pe} is not served through target port group {target_port_group}")]
+    PeNotInPortGroup {
+        /// The PE.
+        pe: PeId,
+        /// The target port group.
+        target_port_group: u16,
+    },
 }

@@ -15,6 +15,47 @@
 //!
 //! Enabled by the default cargo feature `scsi`.
 //!
+//! # How ESXi reads failures: APD and PDL
+//!
+//! ESXi tells two kinds of device loss apart (`shared/reference/domain.md`,
+//! corrections note and §3.7; review `domain.md` S2 and D1):
+//! - **PDL, permanent device loss**: the device answers with sense data
+//!   that says it is gone. VMware KB 2004684 lists 05h/25h/00h LOGICAL UNIT
+//!   NOT SUPPORTED among the PDL codes (the review also recalls 04h/4Ch/00h
+//!   and 02h/3Eh/01h from that KB, unverified). After a PDL, VMCP/HA may
+//!   kill and restart the VM and the device has to be reclaimed. This
+//!   target answers 05h/25h/00h only for a LUN that names no logical unit
+//!   for the nexus: an SLU whose binding was unbound or deleted (or never
+//!   made for that host), a PE not visible to it.
+//! - **APD, all paths down**: the device stops answering on every path, or
+//!   answers that it is only temporarily unreachable, e.g. NOT READY with
+//!   an ALUA state (04h/0Ah transitioning, 04h/0Bh standby, 04h/0Ch
+//!   unavailable, 04h/12h offline); ESXi keeps retrying and fails over to
+//!   another path. A PE or controller failure
+//!   ([`ControlPlane::fail_pe`](crate::ControlPlane::fail_pe)) is rendered
+//!   this way: the PE's ALU and its SLUs keep resolving and report the
+//!   Unavailable state on all the PE's target port groups (UNIT ATTENTION
+//!   2Ah/06h first, then 04h/0Ch; REPORT TARGET PORT GROUPS shows 3h),
+//!   while the other PEs on the same groups keep serving; the Rebind event
+//!   then moves the vVols, whose old bindings are unbound (and only then
+//!   answer 05h/25h/00h).
+//!
+//! # Unit attentions
+//!
+//! Unit attentions are kept per I_T_L nexus (SAM-5 5.14): every logical
+//! unit (the REPORT LUNS W-LUN, each PE's ALU, each SLU) keeps its own
+//! conditions for each I_T nexus, and reporting one (CHECK CONDITION, or
+//! REQUEST SENSE data) clears it on that LU for that nexus only; the
+//! nexus's other LUs and the other nexuses still report it once each.
+//! 29h/00h (first command of a nexus to a LU, [`ScsiTarget::reset`]) and
+//! 29h/07h ([`ScsiTarget::nexus_loss`]) supersede the rest; then 2Ah/06h
+//! (ALUA change of the LU), 3Fh/0Eh (PE list or PE mapping changed: every
+//! LU; the host's bindings behind a PE changed: that PE's ALU), 2Ah/01h
+//! (another nexus changed the LU's mode parameters, which are per LU and
+//! shared by all nexuses) and 2Ah/09h (the SLU grew). A REPORT LUNS whose
+//! whole list reached the initiator clears the 3Fh/0Eh it answers. ALUA
+//! states are kept per (PE, target port group).
+//!
 //! # Example: discover the SLUs behind a PE
 //! ```
 //! use std::sync::Arc;
@@ -46,6 +87,7 @@ pub mod limits;
 mod lun;
 mod mode;
 mod multipath;
+mod nexus_table;
 mod opcodes;
 mod report_luns;
 mod reservation;

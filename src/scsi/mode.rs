@@ -1,11 +1,29 @@
 //! MODE SENSE and MODE SELECT (6 and 10) for the caching (08h) and control
-//! (0Ah) mode pages. Parameters are kept per I_T nexus (SPC-5 allows it),
-//! so one host setting D_SENSE changes no other host's sense format.
+//! (0Ah) mode pages.
+//!
+//! Keying: per logical unit, shared by every I_T nexus. SPC-5 lets a
+//! logical unit keep a mode page per I_T nexus only when its Mode Page
+//! Policy VPD page (87h) says so (MODE PAGE POLICY 11b); without that page
+//! the policy is shared (SPC-5 7.7 Mode Page Policy VPD page), and a MODE
+//! SELECT that changes shared parameters establishes a unit attention
+//! MODE PARAMETERS CHANGED (2Ah/01h) for every other I_T nexus of that
+//! logical unit (SPC-5 MODE SELECT(6) / 5.14 unit attention conditions).
+//! This target has no page 87h, so each LU (a PE's ALU, each SLU, i.e.
+//! each binding) has one set of parameters for all nexuses, and the other
+//! nexuses get 2Ah/01h (`unit_attention.rs`). A target reset returns every
+//! LU to the defaults (no saved values: SP=1 is refused).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use parking_lot::RwLock;
 
 use super::Sense;
 use super::cdb::be_at;
+use super::limits::MAX_MODE_PARAMETER_LUS;
 use super::sense::SenseKey;
-use super::target::{CmdResult, Ctx, Lu};
+use super::target::{CmdResult, Ctx, Lu, ScsiTarget};
+use super::unit_attention::LuKey;
 
 /// Caching mode page code.
 pub const CACHING_PAGE: u8 = 0x08;
@@ -16,7 +34,7 @@ pub const ALL_PAGES: u8 = 0x3F;
 /// Longest MODE SELECT parameter list accepted.
 pub const MAX_MODE_SELECT_LEN: usize = 512;
 
-/// The changeable mode parameters of one I_T nexus.
+/// The changeable mode parameters of one logical unit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ModeParams {
     /// Caching page WCE: writes may sit in a volatile cache until flushed.
@@ -31,6 +49,87 @@ impl Default for ModeParams {
             wce: true,
             d_sense: false,
         }
+    }
+}
+
+/// One LU's parameters that differ from the defaults, and the change that
+/// set them.
+#[derive(Clone, Copy, Debug)]
+struct ModeEntry {
+    params: ModeParams,
+    change: u64,
+}
+
+/// The mode parameters of every LU of a target: only LUs whose parameters
+/// were set are kept (at most [`MAX_MODE_PARAMETER_LUS`]).
+#[derive(Debug, Default)]
+pub(crate) struct ModeTable {
+    map: RwLock<HashMap<LuKey, ModeEntry>>,
+    /// Entries in `map`: the common case (none) takes no lock.
+    len: AtomicUsize,
+    /// Numbers every change (never reused, also across resets).
+    changes: AtomicU64,
+}
+
+impl ModeTable {
+    fn entry(&self, key: LuKey) -> Option<ModeEntry> {
+        if self.len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        self.map.read().get(&key).copied()
+    }
+
+    /// The current parameters of `key`.
+    pub(crate) fn get(&self, key: Option<LuKey>) -> ModeParams {
+        key.and_then(|k| self.entry(k))
+            .map_or_else(ModeParams::default, |e| e.params)
+    }
+
+    /// The change that set `key`'s parameters (0: the defaults).
+    pub(crate) fn changes(&self, key: LuKey) -> u64 {
+        self.entry(key).map_or(0, |e| e.change)
+    }
+
+    /// Sets `key`'s parameters; returns (change before, change after), or
+    /// `None` when [`MAX_MODE_PARAMETER_LUS`] LUs already have their own
+    /// (after forgetting those of bindings that no longer exist).
+    fn set(&self, target: &ScsiTarget, key: LuKey, params: ModeParams) -> Option<(u64, u64)> {
+        let mut map = self.map.write();
+        let before = map.get(&key).map_or(0, |e| e.change);
+        let old = map.get(&key).map_or_else(ModeParams::default, |e| e.params);
+        if old == params {
+            return Some((before, before));
+        }
+        if !map.contains_key(&key) && map.len() >= MAX_MODE_PARAMETER_LUS {
+            map.retain(|k, _| match k {
+                LuKey::Slu(h) => target
+                    .router
+                    .resolve(h.pe, h.secondary_id)
+                    .is_some_and(|r| r.generation == h.generation),
+                _ => true,
+            });
+            if map.len() >= MAX_MODE_PARAMETER_LUS {
+                return None;
+            }
+        }
+        let change = self.changes.fetch_add(1, Ordering::AcqRel) + 1;
+        map.insert(key, ModeEntry { params, change });
+        self.len.store(map.len(), Ordering::Release);
+        Some((before, change))
+    }
+
+    /// Every LU back to the defaults (a target reset).
+    pub(crate) fn reset(&self) {
+        let mut map = self.map.write();
+        map.clear();
+        self.len.store(0, Ordering::Release);
+    }
+}
+
+impl Ctx<'_> {
+    /// The mode parameters of the addressed LU.
+    pub(crate) fn mode(&self) -> ModeParams {
+        self.target.mode.get(self.key)
     }
 }
 
@@ -92,7 +191,7 @@ pub(crate) fn mode_sense(ctx: &Ctx<'_>, ten: bool) -> CmdResult {
     if subpage != 0 && !(page == ALL_PAGES && subpage == 0xFF) {
         return Err(Sense::invalid_field_in_cdb(3, Some(7)).into());
     }
-    let params = ctx.state.mode();
+    let params = ctx.mode();
     let mut pages = Vec::new();
     match page {
         CACHING_PAGE => pages.extend_from_slice(&caching_page(params, pc)),
@@ -183,7 +282,7 @@ pub(crate) fn mode_select(ctx: &Ctx<'_>, ten: bool) -> CmdResult {
             return Err(bad(header + 5, None).into());
         }
     }
-    let current = ctx.state.mode();
+    let current = ctx.mode();
     let mut next = current;
     let mut at = header + bd_len;
     while at < len {
@@ -225,6 +324,16 @@ pub(crate) fn mode_select(ctx: &Ctx<'_>, ten: bool) -> CmdResult {
         }
         at = end;
     }
-    ctx.state.set_mode(next);
+    let Some(key) = ctx.key else {
+        return Err(Sense::invalid_opcode().into());
+    };
+    // SPC-5 5.14 / MODE SELECT: 2Ah/01h for the other I_T nexuses.
+    let (before, after) = ctx
+        .target
+        .mode
+        .set(ctx.target, key, next)
+        // INSUFFICIENT RESOURCES: no room for this LU's own parameters.
+        .ok_or_else(|| Sense::new(SenseKey::IllegalRequest, 0x55, 0x03))?;
+    ctx.state.mode_changed_here(key, before, after);
     Ok(Vec::new())
 }

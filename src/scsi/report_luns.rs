@@ -18,6 +18,7 @@
 use super::Sense;
 use super::lun::{Lun, REPORT_LUNS_WLUN};
 use super::target::{CmdResult, Ctx, Lu, PeInfo};
+use super::unit_attention::{NexusState, ToldScope};
 
 /// The allocation length SPC-5 asks REPORT LUNS initiators to give at
 /// least ("should"): one header and one LUN. A shorter one is not an
@@ -76,21 +77,29 @@ pub(crate) fn report_luns(ctx: &Ctx<'_>) -> CmdResult {
     let alloc = cdb.be(6, 4);
     let top = ctx.lun.is_zero() || matches!(ctx.lu, Lu::ReportLunsWlun);
     let mut luns = Vec::new();
-    let mut baseline = None;
+    // What the list tells the nexus, read before it is built (see
+    // unit_attention.rs: a whole list clears the 3Fh/0Eh it answers).
+    let mut told = None;
+    let tell = |scope, pes: &[PeInfo]| {
+        NexusState::telling(ctx.target, ctx.nexus, scope, pes.iter().map(|p| p.id))
+    };
     match select {
         0x00 | 0x02 => {
-            for pe in visible_pes(ctx) {
+            let pes = visible_pes(ctx);
+            told = Some(tell(ToldScope::All, &pes));
+            for pe in pes {
                 luns.extend(admin(&pe));
                 luns.extend(subsidiaries(ctx, &pe));
             }
             if select == 0x02 {
                 luns.push(REPORT_LUNS_WLUN);
             }
-            baseline = Some(None);
         }
         0x01 => luns.push(REPORT_LUNS_WLUN),
         0x10 | 0x11 if top => {
-            luns.extend(visible_pes(ctx).iter().filter_map(admin));
+            let pes = visible_pes(ctx);
+            told = Some(tell(ToldScope::Admin, &pes));
+            luns.extend(pes.iter().filter_map(admin));
         }
         0x10 | 0x11 => return Err(Sense::invalid_field_in_cdb(2, Some(7)).into()),
         0x12 => {
@@ -105,9 +114,12 @@ pub(crate) fn report_luns(ctx: &Ctx<'_>) -> CmdResult {
                 return Err(Sense::invalid_field_in_cdb(2, Some(7)).into());
             };
             let pe = ctx.target.pe(index).ok_or_else(Sense::lun_not_supported)?;
+            told = Some(tell(
+                ToldScope::Conglomerate(pe.id),
+                std::slice::from_ref(&pe),
+            ));
             luns.extend(admin(&pe));
             luns.extend(subsidiaries(ctx, &pe));
-            baseline = Some(Some(pe.id));
         }
         _ => return Err(Sense::invalid_field_in_cdb(2, Some(7)).into()),
     }
@@ -115,8 +127,8 @@ pub(crate) fn report_luns(ctx: &Ctx<'_>) -> CmdResult {
     luns.dedup();
     // Only a host that received the whole list was told the inventory.
     let whole = 8 + 8 * luns.len() as u64 <= alloc;
-    if let (Some(pes), true) = (baseline, whole) {
-        ctx.state.baseline(ctx.target, ctx.nexus, pes);
+    if let (Some(told), true) = (told, whole) {
+        ctx.state.told(&told);
     }
     let mut out = Vec::with_capacity(8 + 8 * luns.len());
     out.extend_from_slice(

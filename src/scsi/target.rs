@@ -1,18 +1,19 @@
 //! [`ScsiTarget`]: executes CDBs for an I_T nexus and a LUN through the
 //! [`Router`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-use super::alua::AluaState;
+use super::alua::{AluaState, AluaTable};
 use super::cdb::Cdb;
-use super::limits::MAX_NEXUSES;
 use super::lun::{Lun, REPORT_LUNS_WLUN, SubsidiaryElement};
+use super::mode::ModeTable;
+use super::nexus_table::NexusTable;
 use super::sense::{SenseKey, Status};
-use super::unit_attention::NexusState;
+use super::unit_attention::{LuKey, NexusState};
 use super::{ScsiError, Sense};
 use crate::model::{
     ArrayId, BindHandle, HostId, Naa, PeId, SubsidiaryAddressing, Transport, VvolId, VvolKey,
@@ -144,6 +145,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) data_out: &'a [u8],
     pub(crate) lun: Lun,
     pub(crate) lu: Lu,
+    /// The logical unit's key (mode parameters, unit attentions).
+    pub(crate) key: Option<LuKey>,
     /// Whether other commands of this nexus were in the task set on entry.
     pub(crate) nexus_busy: bool,
 }
@@ -161,6 +164,12 @@ impl Ctx<'_> {
                 Status::Busy
             }),
             RouteError::Backend { source, .. } => backend_sense(&source, write).into(),
+            // The PE failed after the ALUA check: what its LUs report now
+            // (review S2; never 25h/00h, which ESXi reads as PDL).
+            RouteError::PeFailed { .. } => AluaState::Unavailable
+                .not_ready()
+                .unwrap_or_else(Sense::lun_not_supported)
+                .into(),
             _ => Sense::lun_not_supported().into(),
         }
     }
@@ -214,10 +223,12 @@ pub struct ScsiTarget {
     pub(crate) array: ArrayId,
     pub(crate) company_id: u32,
     pub(crate) pes: RwLock<Vec<PeInfo>>,
-    pub(crate) alua: Mutex<BTreeMap<u16, AluaState>>,
-    pub(crate) alua_generation: AtomicU64,
+    pub(crate) alua: AluaTable,
     pub(crate) reset_generation: AtomicU64,
-    nexuses: Mutex<HashMap<ItNexus, Arc<NexusState>>>,
+    /// Bumped when [`refresh`](Self::refresh) finds another PE list.
+    pub(crate) inventory_generation: AtomicU64,
+    pub(crate) mode: ModeTable,
+    nexuses: NexusTable,
     pub(crate) write_locks: Box<[RwLock<()>]>,
     pub(crate) naas: Mutex<HashMap<Naa, VvolId>>,
     /// Persistent and SPC-2 reservations (`reservation.rs`).
@@ -239,10 +250,11 @@ impl ScsiTarget {
             array,
             company_id,
             pes: RwLock::new(Vec::new()),
-            alua: Mutex::new(BTreeMap::new()),
-            alua_generation: AtomicU64::new(0),
+            alua: AluaTable::default(),
             reset_generation: AtomicU64::new(0),
-            nexuses: Mutex::new(HashMap::new()),
+            inventory_generation: AtomicU64::new(0),
+            mode: ModeTable::default(),
+            nexuses: NexusTable::default(),
             write_locks: (0..WRITE_LOCK_STRIPES).map(|_| RwLock::new(())).collect(),
             naas: Mutex::new(HashMap::new()),
             reservations: Default::default(),
@@ -253,7 +265,9 @@ impl ScsiTarget {
 
     /// Re-reads the array's SCSI PEs and their target ports (after
     /// [`ControlPlane::add_pe`] or `remove_pe`). New target port groups
-    /// start active/optimized.
+    /// start active/optimized. When the PE list changed, every I_T nexus
+    /// then sees UNIT ATTENTION 3Fh/0Eh REPORTED LUNS DATA HAS CHANGED once
+    /// on each of its LUs (SPC-5 REPORT LUNS; review S6).
     ///
     /// # Errors
     /// As [`new`](Self::new).
@@ -287,13 +301,19 @@ impl ScsiTarget {
                 });
             }
         }
-        let mut alua = self.alua.lock();
-        for pe in &pes {
-            for (_, tpg) in &pe.ports {
-                alua.entry(*tpg).or_default();
-            }
+        self.alua
+            .add_groups(pes.iter().flat_map(|p| p.ports.iter().map(|(_, g)| *g)));
+        let mut current = self.pes.write();
+        let same = current.len() == pes.len()
+            && current
+                .iter()
+                .zip(&pes)
+                .all(|(a, b)| a.id == b.id && a.admin_lun == b.admin_lun && a.ports == b.ports);
+        *current = pes;
+        drop(current);
+        if !same {
+            self.inventory_generation.fetch_add(1, Ordering::Release);
         }
-        *self.pes.write() = pes;
         Ok(())
     }
 
@@ -303,8 +323,12 @@ impl ScsiTarget {
         self.array
     }
 
-    /// Sets the asymmetric access state of a target port group; every I_T
-    /// nexus then sees UNIT ATTENTION 2Ah/06h once.
+    /// Sets the asymmetric access state of a whole target port group (a
+    /// controller): every PE's LUs on it take `state`, replacing any
+    /// [`set_pe_alua_state`](Self::set_pe_alua_state). Each LU whose state
+    /// changed then reports UNIT ATTENTION 2Ah/06h once to every I_T nexus
+    /// (SPC-5 5.16.2.x: an implicit transition establishes it for every
+    /// I_T nexus), and REPORT TARGET PORT GROUPS shows STATUS CODE 02h.
     ///
     /// # Errors
     /// [`ScsiError::UnknownTargetPortGroup`].
@@ -313,26 +337,99 @@ impl ScsiTarget {
         target_port_group: u16,
         state: AluaState,
     ) -> Result<(), ScsiError> {
-        let mut alua = self.alua.lock();
-        let slot = alua
-            .get_mut(&target_port_group)
-            .ok_or(ScsiError::UnknownTargetPortGroup(target_port_group))?;
-        if *slot != state {
-            *slot = state;
-            self.alua_generation.fetch_add(1, Ordering::Release);
+        let pes: Vec<PeId> = self
+            .pes
+            .read()
+            .iter()
+            .filter(|p| p.ports.iter().any(|(_, g)| *g == target_port_group))
+            .map(|p| p.id)
+            .collect();
+        if self.alua.set_group(target_port_group, state, &pes) {
+            Ok(())
+        } else {
+            Err(ScsiError::UnknownTargetPortGroup(target_port_group))
+        }
+    }
+
+    /// Sets the asymmetric access state of one PE's LUs (its ALU and the
+    /// SLUs behind it) on one target port group, leaving the other PEs on
+    /// that group as they are; UNIT ATTENTION 2Ah/06h on those LUs only.
+    ///
+    /// # Errors
+    /// [`ScsiError::UnknownTargetPortGroup`],
+    /// [`ScsiError::PeNotInPortGroup`] when this target does not serve
+    /// `pe` through that group.
+    pub fn set_pe_alua_state(
+        &self,
+        pe: PeId,
+        target_port_group: u16,
+        state: AluaState,
+    ) -> Result<(), ScsiError> {
+        if self.alua.group(target_port_group).is_none() {
+            return Err(ScsiError::UnknownTargetPortGroup(target_port_group));
+        }
+        let served = self
+            .pes
+            .read()
+            .iter()
+            .any(|p| p.id == pe && p.ports.iter().any(|(_, g)| *g == target_port_group));
+        if !served || !self.alua.set_pe(pe, target_port_group, state) {
+            return Err(ScsiError::PeNotInPortGroup {
+                pe,
+                target_port_group,
+            });
         }
         Ok(())
     }
 
-    /// The asymmetric access state of a target port group.
+    /// The asymmetric access state configured for a whole target port
+    /// group ([`set_alua_state`](Self::set_alua_state)).
     #[must_use]
     pub fn alua_state(&self, target_port_group: u16) -> Option<AluaState> {
-        self.alua.lock().get(&target_port_group).copied()
+        self.alua.group(target_port_group)
     }
 
-    /// A target reset (or power cycle): every I_T nexus sees UNIT ATTENTION
-    /// 29h/00h on its next command, and its mode parameters return to their
-    /// defaults. It is a power on of the array's logical units for their
+    /// The asymmetric access state `pe`'s LUs report on a target port
+    /// group: Unavailable while the PE is failed
+    /// ([`ControlPlane::fail_pe`]), else its own state from
+    /// [`set_pe_alua_state`](Self::set_pe_alua_state) or the group's.
+    /// `None` for an unknown group.
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use vvol::scsi::{AluaState, ScsiTarget};
+    ///
+    /// let (plane, topo) = vvol::testing::quickstart()?;
+    /// let plane = Arc::new(plane);
+    /// let target = ScsiTarget::new(plane.clone(), topo.arrays[0])?;
+    /// let [a, b] = [topo.pes[0], topo.pes[1]];
+    /// // A controller setting covers every PE on the group ...
+    /// target.set_alua_state(2, AluaState::Standby)?;
+    /// assert_eq!(target.pe_alua_state(b, 2), Some(AluaState::Standby));
+    /// // ... a per-PE one only that PE, and a failed PE is Unavailable.
+    /// target.set_pe_alua_state(a, 2, AluaState::ActiveNonOptimized)?;
+    /// plane.fail_pe(b)?;
+    /// assert_eq!(target.pe_alua_state(a, 2), Some(AluaState::ActiveNonOptimized));
+    /// assert_eq!(target.pe_alua_state(b, 1), Some(AluaState::Unavailable));
+    /// assert_eq!(target.pe_alua_state(topo.pes[2], 1), Some(AluaState::ActiveOptimized));
+    /// plane.restore_pe(b)?;
+    /// assert_eq!(target.pe_alua_state(b, 2), Some(AluaState::Standby));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn pe_alua_state(&self, pe: PeId, target_port_group: u16) -> Option<AluaState> {
+        let configured = self.alua.state(pe, target_port_group)?;
+        Some(if self.router.pe_failed(pe) {
+            AluaState::Unavailable
+        } else {
+            configured
+        })
+    }
+
+    /// A target reset (or power cycle): every LU reports UNIT ATTENTION
+    /// 29h/00h once to every I_T nexus on its next command (SAM-5 5.14),
+    /// and every LU's mode parameters return to their defaults. It is a power on of the array's logical units for their
     /// reservations: SPC-2 reservations are released, persistent
     /// reservation state registered with APTPL=0 is lost and state with
     /// APTPL=1 kept, every PRgeneration returns to 0 (SPC-5 5.14.5; see
@@ -353,15 +450,19 @@ impl ScsiTarget {
     /// [`ScsiError::Control`] when the plane could not journal it.
     pub fn try_reset(&self) -> Result<(), ScsiError> {
         self.reservations.reset();
+        self.mode.reset();
         self.reset_generation.fetch_add(1, Ordering::Release);
         let stored = self.plane.power_on_reservations(self.array);
         self.reservations.reload(self);
         stored.map_err(ScsiError::from)
     }
 
-    /// The id of the PE at `index`.
-    pub(crate) fn pe_id(&self, index: usize) -> Option<PeId> {
-        self.pes.read().get(index).map(|p| p.id)
+    /// The transport lost `nexus` (an iSCSI session or FC login ended):
+    /// every LU reports UNIT ATTENTION 29h/07h I_T NEXUS LOSS OCCURRED
+    /// once to it (SAM-5 5.14, 6.3.4). Mode parameters are kept (they
+    /// belong to the LUs, shared by all nexuses).
+    pub fn nexus_loss(&self, nexus: ItNexus) {
+        self.nexuses.get(nexus).loss.fetch_add(1, Ordering::Release);
     }
 
     /// The LUN a host uses for a SCSI binding: the PE's administrative
@@ -437,26 +538,7 @@ impl ScsiTarget {
     }
 
     pub(crate) fn nexus(&self, nexus: ItNexus) -> Arc<NexusState> {
-        let mut fresh = false;
-        let state = {
-            let mut map = self.nexuses.lock();
-            if map.len() >= MAX_NEXUSES && !map.contains_key(&nexus) {
-                // Past the limit a nexus runs with fresh, unsaved state and
-                // without the power-on unit attention it could never clear.
-                let state = Arc::new(NexusState::transient(self));
-                drop(map);
-                state.baseline(self, nexus, None);
-                return state;
-            }
-            Arc::clone(map.entry(nexus).or_insert_with(|| {
-                fresh = true;
-                Arc::new(NexusState::new(self))
-            }))
-        };
-        if fresh {
-            state.baseline(self, nexus, None);
-        }
-        state
+        self.nexuses.get(nexus)
     }
 
     /// Resolves `lun` for `nexus`; `Err` when a queue-full status must be
@@ -503,7 +585,25 @@ impl ScsiTarget {
             Some(element) if element.addressing() == pe.addressing => {
                 let sid = element.secondary_id();
                 let Some(resolved) = self.router.resolve_for_host(pe.id, nexus.host, sid) else {
-                    return Ok(Lu::Unsupported);
+                    // A binding on a failed PE is still that SLU: it answers
+                    // with the Unavailable ALUA state while its I/O fails
+                    // (review S2). Only a LUN naming no binding is 25h/00h.
+                    return Ok(
+                        match self.router.resolve_on_failed(nexus.host, pe.id, sid) {
+                            Some((resolved, capacity_bytes, block_size)) => Lu::Slu(Slu {
+                                pe: index,
+                                handle: BindHandle {
+                                    pe: pe.id,
+                                    secondary_id: sid,
+                                    generation: resolved.generation,
+                                },
+                                key: resolved.vvol,
+                                capacity_bytes,
+                                block_size,
+                            }),
+                            None => Lu::Unsupported,
+                        },
+                    );
                 };
                 let handle = BindHandle {
                     pe: pe.id,
@@ -530,6 +630,10 @@ impl ScsiTarget {
         self.pes.read().get(index).cloned()
     }
 
+    pub(crate) fn pe_id(&self, index: usize) -> Option<PeId> {
+        self.pes.read().get(index).map(|p| p.id)
+    }
+
     /// The target port group of a relative target port, if any PE uses it.
     pub(crate) fn port_group(&self, port: u16) -> Option<u16> {
         self.pes
@@ -547,7 +651,7 @@ impl ScsiTarget {
         let state = self.nexus(nexus);
         let previous = state.in_flight.fetch_add(1, Ordering::AcqRel);
         let _guard = InFlight(&state.in_flight);
-        let result = self.run(nexus, &state, lun, cdb, data_out, previous > 0);
+        let (result, key) = self.run(nexus, &state, lun, cdb, data_out, previous > 0);
         match result {
             Ok(data_in) => ScsiResponse {
                 status: Status::Good,
@@ -557,7 +661,7 @@ impl ScsiTarget {
             Err(Fail::Check(sense)) => ScsiResponse {
                 status: Status::CheckCondition,
                 data_in: Vec::new(),
-                sense: sense.to_bytes(state.d_sense(self)),
+                sense: sense.to_bytes(self.mode.get(key).d_sense),
             },
             Err(Fail::Status(status)) => ScsiResponse {
                 status,
@@ -575,7 +679,7 @@ impl ScsiTarget {
         cdb: &[u8],
         data_out: &[u8],
         nexus_busy: bool,
-    ) -> CmdResult {
+    ) -> (CmdResult, Option<LuKey>) {
         let fail_status = |busy: bool| {
             Fail::Status(if busy {
                 Status::TaskSetFull
@@ -583,10 +687,15 @@ impl ScsiTarget {
                 Status::Busy
             })
         };
-        let lu = self
-            .resolve_lu(nexus, lun)
-            .map_err(|_| fail_status(nexus_busy))?;
-        let cdb = Cdb::parse(cdb)?;
+        let lu = match self.resolve_lu(nexus, lun) {
+            Ok(lu) => lu,
+            Err(_) => return (Err(fail_status(nexus_busy)), None),
+        };
+        let key = LuKey::of(self, &lu);
+        let cdb = match Cdb::parse(cdb) {
+            Ok(cdb) => cdb,
+            Err(e) => return (Err(e.into()), key),
+        };
         let ctx = Ctx {
             target: self,
             nexus,
@@ -595,9 +704,10 @@ impl ScsiTarget {
             data_out,
             lun,
             lu,
+            key,
             nexus_busy,
         };
-        super::dispatch::dispatch(&ctx)
+        (super::dispatch::dispatch(&ctx), key)
     }
 }
 

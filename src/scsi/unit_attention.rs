@@ -1,44 +1,136 @@
-//! Per-I_T-nexus state: unit attention conditions and mode parameters.
+//! Unit attention conditions per I_T_L nexus (SAM-5 5.14): each logical
+//! unit keeps its own conditions for each I_T nexus, so the ALU of a PE and
+//! every SLU behind it report each condition once, independently.
 //!
-//! Conditions are computed when a command arrives, from generation
-//! counters the target and router bump, so establishing a condition for
-//! every nexus costs one atomic increment:
-//! - 29h/00h POWER ON, RESET: the nexus is new or the target was reset;
-//! - 2Ah/06h ASYMMETRIC ACCESS STATE CHANGED: an ALUA state changed;
-//! - 3Fh/0Eh REPORTED LUNS DATA HAS CHANGED: the (secondary id, generation)
-//!   set this host holds behind the addressed PE differs from the last one
-//!   it was told about (when the nexus started, by REPORT LUNS, or by an
-//!   earlier 3Fh/0Eh);
-//! - 2Ah/09h CAPACITY DATA HAS CHANGED: the addressed SLU grew since this
-//!   nexus last addressed it.
+//! Conditions are not queued as events: each LU of a nexus remembers the
+//! counters it last reported (or was told through REPORT LUNS), and a
+//! command compares them with the current ones, so establishing a
+//! condition for every I_T_L nexus costs one atomic increment, and the
+//! check takes no control-plane lock and scans no bindings:
+//! - 29h/00h POWER ON, RESET, OR BUS DEVICE RESET OCCURRED: the first
+//!   command of the nexus to the LU (the LU's power-on for that nexus), or
+//!   after [`ScsiTarget::reset`];
+//! - 29h/07h I_T NEXUS LOSS OCCURRED: after
+//!   [`ScsiTarget::nexus_loss`] of this nexus;
+//! - 2Ah/06h ASYMMETRIC ACCESS STATE CHANGED: the ALUA state of the LU's
+//!   conglomerate changed on any target port group (SPC-5 5.16.2.x: an
+//!   implicit transition establishes it for every I_T nexus), including a
+//!   PE failing or being restored;
+//! - 3Fh/0Eh REPORTED LUNS DATA HAS CHANGED (SPC-5 REPORT LUNS, review
+//!   S6): on every LU of the nexus when the target's PE list changed
+//!   ([`ScsiTarget::refresh`]) or PEs were mapped or unmapped for the host;
+//!   on a PE's ALU when the host's bindings behind that PE changed (what
+//!   REPORT LUNS SELECT REPORT 12h to it returns);
+//! - 2Ah/01h MODE PARAMETERS CHANGED: another nexus changed the LU's mode
+//!   parameters (shared per LU, SPC-5 MODE SELECT, see `mode.rs`);
+//! - 2Ah/09h CAPACITY DATA HAS CHANGED: the SLU grew since this nexus last
+//!   addressed it.
 //!
-//! One condition is reported per command, in that order; reporting clears it.
+//! Precedence (SAM-5 5.14): a pending 29h/xxh is reported first and clears
+//! every other condition of that LU for the nexus (the initiator re-reads
+//! everything after a reset); the others are reported one per command in
+//! the order above.
+//!
+//! "Reporting clears it", per LU: a condition is cleared only on the LU
+//! that reported it to this nexus (as CHECK CONDITION, or as REQUEST SENSE
+//! data); the same condition stays pending on the nexus's other LUs and on
+//! the other nexuses. INQUIRY, REPORT LUNS and REQUEST SENSE never get a
+//! unit attention. A REPORT LUNS whose whole list reached the initiator
+//! tells the nexus the inventory it returned, which clears 3Fh/0Eh: 00h and
+//! 02h on every LU of the nexus, 10h and 11h the PE-list part on every LU,
+//! 12h the binding part on the ALU it was sent to.
+//!
+//! Bounds: a target keeps at most [`MAX_NEXUSES`](super::limits::MAX_NEXUSES)
+//! nexuses, each at most [`MAX_LUS_PER_NEXUS`](super::limits::MAX_LUS_PER_NEXUS)
+//! LUs. Past the latter the nexus forgets LUs of bindings that no longer
+//! exist first, then an arbitrary LU; a forgotten LU reports 29h/00h again
+//! when next addressed, which tells the initiator that anything may have
+//! changed, so no condition is lost, only merged.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use super::Sense;
-use super::mode::ModeParams;
+use super::limits::MAX_LUS_PER_NEXUS;
 use super::target::{ItNexus, Lu, ScsiTarget};
-use crate::model::{BindHandle, Generation, PeId, SecondaryId};
+use crate::model::{BindHandle, PeId};
 
-/// What the host was last told about one PE.
-#[derive(Debug, Default)]
-struct PeView {
-    changes: u64,
-    luns: BTreeSet<(SecondaryId, Generation)>,
+/// A logical unit as the per-LU tables key it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum LuKey {
+    /// The REPORT LUNS well-known logical unit.
+    Wlun,
+    /// A PE's administrative logical unit.
+    Alu(PeId),
+    /// A subsidiary logical unit: one binding (a rebind at the same
+    /// secondary id is another LU).
+    Slu(BindHandle),
+}
+
+impl LuKey {
+    /// The key of `lu`; `None` for LUNs without a logical unit.
+    pub(crate) fn of(target: &ScsiTarget, lu: &Lu) -> Option<Self> {
+        match lu {
+            Lu::ReportLunsWlun => Some(Self::Wlun),
+            Lu::Alu(index) => target.pe_id(*index).map(Self::Alu),
+            Lu::Slu(s) => Some(Self::Slu(s.handle)),
+            Lu::AbsentLun0 | Lu::Unsupported => None,
+        }
+    }
+
+    fn pe(self) -> Option<PeId> {
+        match self {
+            Self::Wlun => None,
+            Self::Alu(pe) => Some(pe),
+            Self::Slu(h) => Some(h.pe),
+        }
+    }
+}
+
+/// The counters one LU of one nexus compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Seen {
+    reset: u64,
+    loss: u64,
+    alua: u64,
+    /// PE list of the target and PEs mapped for the host.
+    topology: u64,
+    /// The host's bindings behind the ALU's PE (ALU only).
+    bindings: u64,
+    /// The SLU's capacity (SLU only).
+    capacity: u64,
+    mode: u64,
 }
 
 #[derive(Debug)]
-struct Inner {
+struct LuUa {
+    /// The power-on condition of this LU for the nexus.
     power_on: bool,
-    reset_seen: u64,
-    alua_seen: u64,
-    pes: HashMap<PeId, PeView>,
-    capacity: HashMap<BindHandle, u64>,
-    mode: ModeParams,
+    seen: Seen,
+}
+
+/// What REPORT LUNS told a nexus, read before the list was built.
+#[derive(Debug)]
+pub(crate) struct Told {
+    topology: u64,
+    /// Binding counters of the PEs whose SLUs the list named.
+    bindings: Vec<(PeId, u64)>,
+    /// Whether the list named every LU (00h/02h) or only the ALUs.
+    scope: ToldScope,
+}
+
+/// Which part of the inventory a REPORT LUNS returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ToldScope {
+    /// SELECT REPORT 00h/02h: every LU.
+    All,
+    /// 10h/11h: the ALUs.
+    Admin,
+    /// 12h: one conglomerate.
+    Conglomerate(PeId),
 }
 
 /// The state of one I_T nexus.
@@ -46,122 +138,197 @@ struct Inner {
 pub(crate) struct NexusState {
     /// Commands of this nexus in the task set.
     pub(crate) in_flight: AtomicU32,
-    inner: Mutex<Inner>,
-}
-
-/// The (secondary id, generation) pairs `host` holds behind `pe`.
-fn view(target: &ScsiTarget, nexus: ItNexus, pe: PeId) -> PeView {
-    let changes = target.router.binding_changes(pe).unwrap_or(0);
-    let luns = target
-        .plane
-        .bindings_for_pe(pe)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|b| b.hosts.iter().any(|(h, _)| *h == nexus.host))
-        .map(|b| (b.handle.secondary_id, b.handle.generation))
-        .collect();
-    PeView { changes, luns }
+    /// Bumped by [`ScsiTarget::nexus_loss`].
+    pub(crate) loss: AtomicU64,
+    /// Past `MAX_NEXUSES`: not kept, so it reports no unit attentions.
+    transient: bool,
+    lus: RwLock<HashMap<LuKey, Arc<Mutex<LuUa>>>>,
 }
 
 impl NexusState {
-    pub(crate) fn new(target: &ScsiTarget) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             in_flight: AtomicU32::new(0),
-            inner: Mutex::new(Inner {
-                power_on: true,
-                reset_seen: target.reset_generation.load(Ordering::Acquire),
-                alua_seen: target.alua_generation.load(Ordering::Acquire),
-                pes: HashMap::new(),
-                capacity: HashMap::new(),
-                mode: ModeParams::default(),
-            }),
+            loss: AtomicU64::new(0),
+            transient: false,
+            lus: RwLock::new(HashMap::new()),
         }
     }
 
     /// State for a nexus past [`MAX_NEXUSES`](super::limits::MAX_NEXUSES):
-    /// not kept, so it starts without the power-on condition.
-    pub(crate) fn transient(target: &ScsiTarget) -> Self {
-        let state = Self::new(target);
-        state.inner.lock().power_on = false;
-        state
-    }
-
-    /// Records what the host now knows about `pes` (every PE when `None`).
-    pub(crate) fn baseline(&self, target: &ScsiTarget, nexus: ItNexus, pes: Option<PeId>) {
-        let ids: Vec<PeId> = match pes {
-            Some(pe) => vec![pe],
-            None => target.pes.read().iter().map(|p| p.id).collect(),
-        };
-        let views: Vec<(PeId, PeView)> = ids
-            .into_iter()
-            .map(|pe| (pe, view(target, nexus, pe)))
-            .collect();
-        let mut inner = self.inner.lock();
-        for (pe, v) in views {
-            inner.pes.insert(pe, v);
+    /// not kept, so it has no unit attentions it could never clear.
+    pub(crate) fn transient() -> Self {
+        Self {
+            transient: true,
+            ..Self::new()
         }
     }
 
-    fn reset_pending(inner: &Inner, target: &ScsiTarget) -> bool {
-        inner.power_on || inner.reset_seen != target.reset_generation.load(Ordering::Acquire)
+    /// The current counters of `key` for `nexus`: atomic loads and the
+    /// `arc-swap` ALUA snapshot, no lock.
+    fn now(&self, target: &ScsiTarget, nexus: ItNexus, key: LuKey, lu: &Lu) -> Seen {
+        let router = &target.router;
+        let alua = key.pe().map_or(0, |pe| {
+            target
+                .alua
+                .generation(pe)
+                .wrapping_add(router.pe_failure_changes(pe))
+        });
+        let bindings = match key {
+            LuKey::Alu(pe) => router.host_pe_binding_changes(nexus.host, pe),
+            _ => 0,
+        };
+        let capacity = match lu {
+            Lu::Slu(s) => s.capacity_bytes,
+            _ => 0,
+        };
+        Seen {
+            reset: target.reset_generation.load(Ordering::Acquire),
+            loss: self.loss.load(Ordering::Acquire),
+            alua,
+            topology: target
+                .inventory_generation
+                .load(Ordering::Acquire)
+                .wrapping_add(router.host_mapping_changes(nexus.host)),
+            bindings,
+            capacity,
+            mode: target.mode.changes(key),
+        }
     }
 
-    /// Takes the highest-priority pending unit attention for a command to
-    /// `lu`, clearing it.
+    /// The entry of `key`, made (with its power-on condition) if new.
+    fn entry(&self, target: &ScsiTarget, key: LuKey, now: Seen) -> Arc<Mutex<LuUa>> {
+        if let Some(e) = self.lus.read().get(&key) {
+            return Arc::clone(e);
+        }
+        let mut lus = self.lus.write();
+        if !lus.contains_key(&key) && lus.len() >= MAX_LUS_PER_NEXUS {
+            evict(&mut lus, target);
+        }
+        Arc::clone(lus.entry(key).or_insert_with(|| {
+            Arc::new(Mutex::new(LuUa {
+                power_on: true,
+                seen: now,
+            }))
+        }))
+    }
+
+    /// Takes the highest-priority pending unit attention of `lu` for this
+    /// nexus, clearing it on that LU only.
     pub(crate) fn take(&self, target: &ScsiTarget, nexus: ItNexus, lu: &Lu) -> Option<Sense> {
-        let mut inner = self.inner.lock();
-        if Self::reset_pending(&inner, target) {
-            inner.power_on = false;
-            inner.reset_seen = target.reset_generation.load(Ordering::Acquire);
-            inner.alua_seen = target.alua_generation.load(Ordering::Acquire);
-            inner.capacity.clear();
-            inner.mode = ModeParams::default();
+        if self.transient {
+            return None;
+        }
+        let key = LuKey::of(target, lu)?;
+        let now = self.now(target, nexus, key, lu);
+        let entry = self.entry(target, key, now);
+        let mut guard = entry.lock();
+        let ua = &mut *guard;
+        // SAM-5 5.14: 29h/xxh first; it supersedes the others.
+        if ua.power_on || ua.seen.reset != now.reset {
+            ua.power_on = false;
+            ua.seen = now;
             return Some(Sense::unit_attention(0x29, 0x00));
         }
-        let alua = target.alua_generation.load(Ordering::Acquire);
-        if inner.alua_seen != alua {
-            inner.alua_seen = alua;
+        if ua.seen.loss != now.loss {
+            ua.seen = now;
+            return Some(Sense::unit_attention(0x29, 0x07));
+        }
+        let seen = &mut ua.seen;
+        if seen.alua != now.alua {
+            seen.alua = now.alua;
             return Some(Sense::unit_attention(0x2A, 0x06));
         }
-        let pe_index = match lu {
-            Lu::Alu(i) => Some(*i),
-            Lu::Slu(s) => Some(s.pe),
-            _ => None,
-        };
-        if let Some(pe) = pe_index.and_then(|i| target.pe(i)).map(|p| p.id) {
-            let changes = target.router.binding_changes(pe).unwrap_or(0);
-            if inner.pes.get(&pe).is_none_or(|v| v.changes != changes) {
-                let fresh = view(target, nexus, pe);
-                let changed = inner.pes.get(&pe).is_some_and(|v| v.luns != fresh.luns);
-                inner.pes.insert(pe, fresh);
-                if changed {
-                    return Some(Sense::unit_attention(0x3F, 0x0E));
-                }
+        if seen.topology != now.topology {
+            seen.topology = now.topology;
+            seen.bindings = now.bindings;
+            return Some(Sense::unit_attention(0x3F, 0x0E));
+        }
+        if seen.bindings != now.bindings {
+            seen.bindings = now.bindings;
+            return Some(Sense::unit_attention(0x3F, 0x0E));
+        }
+        if seen.mode != now.mode {
+            seen.mode = now.mode;
+            return Some(Sense::unit_attention(0x2A, 0x01));
+        }
+        let grew = now.capacity > seen.capacity;
+        seen.capacity = now.capacity;
+        grew.then(|| Sense::unit_attention(0x2A, 0x09))
+    }
+
+    /// What a REPORT LUNS of `scope` is about to tell this nexus: the
+    /// counters read before the list is built, so a change made while it
+    /// is built is reported later.
+    pub(crate) fn telling(
+        target: &ScsiTarget,
+        nexus: ItNexus,
+        scope: ToldScope,
+        pes: impl IntoIterator<Item = PeId>,
+    ) -> Told {
+        let topology = target
+            .inventory_generation
+            .load(Ordering::Acquire)
+            .wrapping_add(target.router.host_mapping_changes(nexus.host));
+        let bindings = pes
+            .into_iter()
+            .map(|pe| (pe, target.router.host_pe_binding_changes(nexus.host, pe)))
+            .collect();
+        Told {
+            topology,
+            bindings,
+            scope,
+        }
+    }
+
+    /// The initiator received the whole list `told` describes: clears the
+    /// 3Fh/0Eh conditions it answers.
+    pub(crate) fn told(&self, told: &Told) {
+        let lus = self.lus.read();
+        for (key, entry) in lus.iter() {
+            let mut ua = entry.lock();
+            if ua.power_on {
+                continue;
+            }
+            if matches!(told.scope, ToldScope::All | ToldScope::Admin) {
+                ua.seen.topology = told.topology;
+            }
+            let pe = match (told.scope, key) {
+                (ToldScope::All, LuKey::Alu(pe)) => Some(*pe),
+                (ToldScope::Conglomerate(p), LuKey::Alu(pe)) if p == *pe => Some(p),
+                _ => None,
+            };
+            if let Some((_, b)) = pe.and_then(|pe| told.bindings.iter().find(|(p, _)| *p == pe)) {
+                ua.seen.bindings = *b;
             }
         }
-        if let Lu::Slu(slu) = lu {
-            let now = slu.capacity_bytes;
-            let before = inner.capacity.insert(slu.handle, now);
-            if before.is_some_and(|b| now > b) {
-                return Some(Sense::unit_attention(0x2A, 0x09));
+    }
+
+    /// This nexus changed `key`'s mode parameters from change `before` to
+    /// `after`: it is not told of its own change (SPC-5 MODE SELECT
+    /// establishes 2Ah/01h for the other I_T nexuses only), unless an
+    /// earlier change by another nexus is still pending for it.
+    pub(crate) fn mode_changed_here(&self, key: LuKey, before: u64, after: u64) {
+        if let Some(entry) = self.lus.read().get(&key) {
+            let mut ua = entry.lock();
+            if ua.seen.mode == before {
+                ua.seen.mode = after;
             }
         }
-        None
     }
+}
 
-    /// Whether sense data goes out in descriptor format.
-    pub(crate) fn d_sense(&self, target: &ScsiTarget) -> bool {
-        let inner = self.inner.lock();
-        !Self::reset_pending(&inner, target) && inner.mode.d_sense
-    }
-
-    /// The current mode parameters.
-    pub(crate) fn mode(&self) -> ModeParams {
-        self.inner.lock().mode
-    }
-
-    /// Replaces the mode parameters.
-    pub(crate) fn set_mode(&self, mode: ModeParams) {
-        self.inner.lock().mode = mode;
+/// Makes room for one LU: LUs of bindings that no longer exist first, then
+/// any one.
+fn evict(lus: &mut HashMap<LuKey, Arc<Mutex<LuUa>>>, target: &ScsiTarget) {
+    let gone = lus.keys().copied().find(|k| match k {
+        LuKey::Slu(h) => target
+            .router
+            .resolve(h.pe, h.secondary_id)
+            .is_none_or(|r| r.generation != h.generation),
+        _ => false,
+    });
+    if let Some(k) = gone.or_else(|| lus.keys().next().copied()) {
+        lus.remove(&k);
     }
 }

@@ -10,6 +10,7 @@ mod control_plane_model;
 #[cfg(any(feature = "scsi", feature = "nbd"))]
 mod faults;
 mod identity;
+mod inventory;
 mod isolation;
 mod journal;
 mod journal_lock;
@@ -34,5 +35,7 @@ mod scsi_multipath;
 mod scsi_pr;
 #[cfg(feature = "scsi")]
 mod scsi_target;
+#[cfg(feature = "scsi")]
+mod scsi_ua;
 mod secondary_scope;
 mod vasa;

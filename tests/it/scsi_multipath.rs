@@ -135,7 +135,12 @@ fn reported_luns_change_is_surfaced_as_a_rescan() {
     let plane: &ControlPlane = &s.f.plane;
     let host: HostId = s.f.hosts[0];
     plane.bind(host, &[v], BindContext::Normal).unwrap();
+    // 3Fh/0Eh is established on the PE's ALU (SAM-5 5.14: per I_T_L
+    // nexus), whose SELECT REPORT 12h data changed.
     read_ok(&d, s.slu);
+    assert!(!d.take_rescan_needed());
+    let tur = d.execute(s.f.alu(), &[0; 6], &[]).unwrap();
+    assert_eq!(tur.status, Status::Good);
     assert!(d.take_rescan_needed());
     assert!(!d.take_rescan_needed());
 }

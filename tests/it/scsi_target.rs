@@ -105,11 +105,21 @@ impl Fixture {
         self.target.execute(self.nexus(host), lun, cdb, out)
     }
 
-    /// A nexus past its power-on unit attention.
+    /// A nexus past the power-on unit attention of each of its LUs: the
+    /// ALU and the SLU of every binding the host holds (unit attentions are
+    /// per I_T_L nexus, SAM-5 5.14: each LU reports 29h/00h once).
     pub(crate) fn ready(&self, host: usize) {
         let r = self.run(host, self.alu(), &[0; 6], &[]);
         assert_eq!(r.status, Status::CheckCondition);
         assert_eq!(kcq(&r), (6, 0x29, 0));
+        for b in self.plane.bindings_for_host(self.hosts[host]).unwrap() {
+            let Some(lun) = self.target.lun_of(b.handle) else {
+                continue;
+            };
+            let r = self.run(host, lun, &[0; 6], &[]);
+            assert_eq!(kcq(&r), (6, 0x29, 0), "{lun}: {r:?}");
+            assert_eq!(self.run(host, lun, &[0; 6], &[]).status, Status::Good);
+        }
     }
 }
 
@@ -448,12 +458,14 @@ fn unit_attentions_for_bind_resize_and_alua() {
     good(&f.run(0, slu, &[0; 6], &[]));
     // Host 2 sees nothing new behind the PE.
     good(&f.run(1, f.alu(), &[0; 6], &[]));
-    // Unbind: again, reported on an SLU of the PE.
+    // Unbind: again, on the PE's ALU (whose REPORT LUNS 12h data
+    // changed), not on its SLUs.
     f.plane
         .unbind(f.hosts[0], h2, UnbindContext::Normal)
         .unwrap();
-    check(&f.run(0, slu, &[0; 6], &[]), (6, 0x3F, 0x0E));
     good(&f.run(0, slu, &[0; 6], &[]));
+    check(&f.run(0, f.alu(), &[0; 6], &[]), (6, 0x3F, 0x0E));
+    good(&f.run(0, f.alu(), &[0; 6], &[]));
     // REPORT LUNS tells the host, so no UA follows; a list cut short by
     // the allocation length told it nothing.
     let (_, _) = f.bind(0, v2);
@@ -1347,6 +1359,9 @@ fn admin_luns_above_255_are_reported_flat_and_accepted_in_both_forms() {
         "one form is reported"
     );
     f.ready(0);
+    // The second ALU is its own LU: its own power-on condition (SAM-5
+    // 5.14), once for both forms of its LUN.
+    check(&f.run(0, simple, &[0; 6], &[]), (6, 0x29, 0));
     for alu in [flat, simple] {
         let d = good(&f.run(0, alu, &vpd(0x83), &[])).to_vec();
         assert_eq!(&d[8..24], &naa.to_bytes(), "{alu}");
