@@ -207,6 +207,10 @@ fn vpd(ctx: &Ctx<'_>, code: u8) -> CmdResult {
             // reports a volatile write cache (WCE=1) that SYNCHRONIZE CACHE
             // flushes.
             body[2] = 0x01;
+            // LUICLR (byte 7 bit 0; SPC-5 7.7.7 requires it set): reporting
+            // 3Fh/0Eh on one LU clears it on every LU of the I_T nexus
+            // (`unit_attention.rs`).
+            body[3] = 0x01;
             body[4] = 0x20; // LU_COLL_TYPE 001b: conglomerate
             page(0x86, &body)
         }

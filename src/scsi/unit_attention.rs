@@ -197,13 +197,19 @@ impl NexusState {
     }
 
     /// The entry of `key`, made (with its power-on condition) if new.
-    fn entry(&self, target: &ScsiTarget, key: LuKey, now: Seen) -> Arc<Mutex<LuUa>> {
+    fn entry(
+        &self,
+        target: &ScsiTarget,
+        nexus: ItNexus,
+        key: LuKey,
+        now: Seen,
+    ) -> Arc<Mutex<LuUa>> {
         if let Some(e) = self.lus.read().get(&key) {
             return Arc::clone(e);
         }
         let mut lus = self.lus.write();
         if !lus.contains_key(&key) && lus.len() >= MAX_LUS_PER_NEXUS {
-            evict(&mut lus, target);
+            evict(&mut lus, target, nexus);
         }
         Arc::clone(lus.entry(key).or_insert_with(|| {
             Arc::new(Mutex::new(LuUa {
@@ -221,9 +227,21 @@ impl NexusState {
         }
         let key = LuKey::of(target, lu)?;
         let now = self.now(target, nexus, key, lu);
-        let entry = self.entry(target, key, now);
-        let mut guard = entry.lock();
-        let ua = &mut *guard;
+        let entry = self.entry(target, nexus, key, now);
+        let sense = Self::take_from(&mut entry.lock(), now)?;
+        if (sense.asc, sense.ascq) == (0x3F, 0x0E) {
+            // LUICLR=1 (SPC-5 7.7.7, Extended INQUIRY Data VPD page: "shall
+            // be set to one"): reporting REPORTED LUNS DATA HAS CHANGED on
+            // one LU clears it on every LU of this I_T nexus. Done after
+            // this LU's lock is dropped, so two LUs never wait on each other.
+            self.inventory_reported(target, nexus);
+        }
+        Some(sense)
+    }
+
+    /// The highest-priority condition of one LU whose counters are now
+    /// `now`, cleared.
+    fn take_from(ua: &mut LuUa, now: Seen) -> Option<Sense> {
         // SAM-5 5.14: 29h/xxh first; it supersedes the others.
         if ua.power_on || ua.seen.reset != now.reset {
             ua.power_on = false;
@@ -255,6 +273,26 @@ impl NexusState {
         let grew = now.capacity > seen.capacity;
         seen.capacity = now.capacity;
         grew.then(|| Sense::unit_attention(0x2A, 0x09))
+    }
+
+    /// 3Fh/0Eh was reported to this nexus on one LU: no other LU of the
+    /// nexus reports it for the changes made so far (LUICLR).
+    fn inventory_reported(&self, target: &ScsiTarget, nexus: ItNexus) {
+        let topology = target
+            .inventory_generation
+            .load(Ordering::Acquire)
+            .wrapping_add(target.router.host_mapping_changes(nexus.host));
+        let lus = self.lus.read();
+        for (key, entry) in lus.iter() {
+            let mut ua = entry.lock();
+            if ua.power_on {
+                continue;
+            }
+            ua.seen.topology = topology;
+            if let LuKey::Alu(pe) = key {
+                ua.seen.bindings = target.router.host_pe_binding_changes(nexus.host, *pe);
+            }
+        }
     }
 
     /// What a REPORT LUNS of `scope` is about to tell this nexus: the
@@ -320,11 +358,11 @@ impl NexusState {
 
 /// Makes room for one LU: LUs of bindings that no longer exist first, then
 /// any one.
-fn evict(lus: &mut HashMap<LuKey, Arc<Mutex<LuUa>>>, target: &ScsiTarget) {
+fn evict(lus: &mut HashMap<LuKey, Arc<Mutex<LuUa>>>, target: &ScsiTarget, nexus: ItNexus) {
     let gone = lus.keys().copied().find(|k| match k {
         LuKey::Slu(h) => target
             .router
-            .resolve(h.pe, h.secondary_id)
+            .resolve_for_host(h.pe, nexus.host, h.secondary_id)
             .is_none_or(|r| r.generation != h.generation),
         _ => false,
     });

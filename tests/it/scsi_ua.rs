@@ -190,22 +190,43 @@ fn a_pe_added_or_removed_reports_3f0e_on_lun_0_and_every_lu() {
         f.plane.set_pe_context(h, &[f.pe, pe0, pe7]).unwrap();
     }
     f.target.refresh().unwrap();
-    check(&f.run(0, lun0, &TUR, &[]), (6, 0x3F, 0x0E));
-    good(&f.run(0, lun0, &TUR, &[]));
+    // Reported on the first LU addressed; LUICLR=1 (SPC-5 7.7.7): that
+    // clears it on every other LU of the same nexus, not on other nexuses.
     check(&f.run(0, f.alu(), &TUR, &[]), (6, 0x3F, 0x0E));
+    good(&f.run(0, f.alu(), &TUR, &[]));
+    good(&f.run(0, lun0, &TUR, &[]));
+    good(&f.run(0, slu, &TUR, &[]));
     check(&f.run(1, lun0, &TUR, &[]), (6, 0x3F, 0x0E));
+    let other_port = vvol::scsi::ItNexus::new(f.hosts[0], 2);
+    check(&f.target.execute(other_port, lun0, &TUR, &[]), (6, 0x29, 0));
     // A whole REPORT LUNS 00h at LUN 0 tells the nexus (the new PE is in
-    // it), clearing the condition on its other LUs.
+    // it), clearing the condition on its LUs without a unit attention.
     let list = good(&f.run(0, lun0, &report_luns(0), &[])).to_vec();
     let admin7 = f.target.admin_lun_of(pe7).unwrap().to_bytes();
     assert!(list[8..].chunks(8).any(|l| l == admin7));
-    good(&f.run(0, slu, &TUR, &[]));
-    // Removed: reported again.
+    // Removed: reported again, once per nexus.
     f.plane.remove_pe(pe7).unwrap();
     f.target.refresh().unwrap();
-    check(&f.run(0, lun0, &TUR, &[]), (6, 0x3F, 0x0E));
     check(&f.run(0, slu, &TUR, &[]), (6, 0x3F, 0x0E));
+    good(&f.run(0, lun0, &TUR, &[]));
     check(&f.run(1, lun0, &TUR, &[]), (6, 0x3F, 0x0E));
+    // REPORT LUNS clears it without reporting it.
+    let naa8 = Naa::from_parts(COMPANY, 0x0E8, 1).unwrap();
+    let pe8 = f
+        .plane
+        .add_pe(
+            f.array(),
+            PeSpec::scsi(naa8, 8).with_paths(vec![ScsiPath::new(1, 1)]),
+        )
+        .unwrap();
+    for h in f.hosts {
+        f.plane.set_pe_context(h, &[f.pe, pe0, pe8]).unwrap();
+    }
+    f.target.refresh().unwrap();
+    good(&f.run(0, lun0, &report_luns(0), &[]));
+    for lun in all {
+        good(&f.run(0, lun, &TUR, &[]));
+    }
 }
 
 /// The quickstart's SCSI PEs, a target, and host 0's SLUs grouped by PE.
