@@ -34,7 +34,9 @@
 //! "Reporting clears it", per LU: a condition is cleared only on the LU
 //! that reported it to this nexus (as CHECK CONDITION, or as REQUEST SENSE
 //! data); the same condition stays pending on the nexus's other LUs and on
-//! the other nexuses. INQUIRY, REPORT LUNS and REQUEST SENSE never get a
+//! the other nexuses. The exception is 3Fh/0Eh: the Extended INQUIRY page
+//! reports LUICLR=1 (SPC-5 7.7.7), so reporting it on one LU clears it on
+//! every LU of that nexus. INQUIRY, REPORT LUNS and REQUEST SENSE never get a
 //! unit attention. A REPORT LUNS whose whole list reached the initiator
 //! tells the nexus the inventory it returned, which clears 3Fh/0Eh: 00h and
 //! 02h on every LU of the nexus, 10h and 11h the PE-list part on every LU,
