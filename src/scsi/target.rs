@@ -9,6 +9,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::alua::AluaState;
 use super::cdb::Cdb;
+use super::execute::{DataInSink, Outcome, OwnData};
 use super::limits::MAX_NEXUSES;
 use super::lun::{Lun, REPORT_LUNS_WLUN, SubsidiaryElement};
 use super::sense::{SenseKey, Status};
@@ -146,6 +147,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) lu: Lu,
     /// Whether other commands of this nexus were in the task set on entry.
     pub(crate) nexus_busy: bool,
+    /// Where READ data-in goes (`execute_into`'s buffer, or its own).
+    pub(crate) data_in: &'a dyn DataInSink,
 }
 
 impl Ctx<'_> {
@@ -471,26 +474,24 @@ impl ScsiTarget {
                 })
             }
             Some(element) if element.addressing() == pe.addressing => {
+                // No admission here: the READ or WRITE that follows is
+                // admitted once by the router, and commands without I/O
+                // take no queue place (review S17).
                 let sid = element.secondary_id();
-                let Some(resolved) = self.router.resolve_for_host(pe.id, nexus.host, sid) else {
+                let Some(bound) = self.router.bound_volume(pe.id, nexus.host, sid) else {
                     return Ok(Lu::Unsupported);
                 };
-                let handle = BindHandle {
-                    pe: pe.id,
-                    secondary_id: sid,
-                    generation: resolved.generation,
-                };
-                match self.router.geometry(nexus.host, handle) {
-                    Ok((capacity_bytes, block_size)) => Ok(Lu::Slu(Slu {
-                        pe: index,
-                        handle,
-                        key: resolved.vvol,
-                        capacity_bytes,
-                        block_size,
-                    })),
-                    Err(e @ RouteError::QueueFull { .. }) => Err(e),
-                    Err(_) => Ok(Lu::Unsupported),
-                }
+                Ok(Lu::Slu(Slu {
+                    pe: index,
+                    handle: BindHandle {
+                        pe: pe.id,
+                        secondary_id: sid,
+                        generation: bound.resolved.generation,
+                    },
+                    key: bound.resolved.vvol,
+                    capacity_bytes: bound.capacity_bytes,
+                    block_size: bound.block_size,
+                }))
             }
             Some(_) => Ok(Lu::Unsupported),
         }
@@ -513,28 +514,45 @@ impl ScsiTarget {
     /// Executes one CDB from `nexus` addressed to `lun`, with `data_out` as
     /// the data-out buffer. Never panics on caller bytes: anything malformed
     /// becomes CHECK CONDITION with ILLEGAL REQUEST sense.
+    ///
+    /// A convenience over the same path as
+    /// [`execute_into`](Self::execute_into), which transports use: this
+    /// one returns the data-in and sense in `Vec`s.
     pub fn execute(&self, nexus: ItNexus, lun: Lun, cdb: &[u8], data_out: &[u8]) -> ScsiResponse {
-        let state = self.nexus(nexus);
-        let previous = state.in_flight.fetch_add(1, Ordering::AcqRel);
-        let _guard = InFlight(&state.in_flight);
-        let result = self.run(nexus, &state, lun, cdb, data_out, previous > 0);
-        match result {
-            Ok(data_in) => ScsiResponse {
+        match self.execute_with(nexus, lun, cdb, data_out, &OwnData) {
+            Outcome::Good(data_in) => ScsiResponse {
                 status: Status::Good,
                 data_in,
                 sense: Vec::new(),
             },
-            Err(Fail::Check(sense)) => ScsiResponse {
+            Outcome::Check(sense) => ScsiResponse {
                 status: Status::CheckCondition,
                 data_in: Vec::new(),
-                sense: sense.to_bytes(state.d_sense(self)),
+                sense: sense.to_vec(),
             },
-            Err(Fail::Status(status)) => ScsiResponse {
+            Outcome::Status(status) => ScsiResponse {
                 status,
                 data_in: Vec::new(),
                 sense: Vec::new(),
             },
         }
+    }
+
+    /// Runs one command in the nexus's task set, READ data-in going where
+    /// `data_in` says.
+    pub(crate) fn execute_with(
+        &self,
+        nexus: ItNexus,
+        lun: Lun,
+        cdb: &[u8],
+        data_out: &[u8],
+        data_in: &dyn DataInSink,
+    ) -> Outcome {
+        let state = self.nexus(nexus);
+        let previous = state.in_flight.fetch_add(1, Ordering::AcqRel);
+        let _guard = InFlight(&state.in_flight);
+        let result = self.run(nexus, &state, lun, cdb, data_out, previous > 0, data_in);
+        Outcome::of(result, || state.d_sense(self))
     }
 
     fn run(
@@ -545,6 +563,7 @@ impl ScsiTarget {
         cdb: &[u8],
         data_out: &[u8],
         nexus_busy: bool,
+        data_in: &dyn DataInSink,
     ) -> CmdResult {
         let fail_status = |busy: bool| {
             Fail::Status(if busy {
@@ -566,6 +585,7 @@ impl ScsiTarget {
             lun,
             lu,
             nexus_busy,
+            data_in,
         };
         super::dispatch::dispatch(&ctx)
     }
