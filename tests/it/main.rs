@@ -27,6 +27,8 @@ mod routing;
 #[cfg(all(feature = "scsi", feature = "interop"))]
 mod scsi_interop;
 #[cfg(feature = "scsi")]
+mod scsi_execute;
+#[cfg(feature = "scsi")]
 mod scsi_lun;
 #[cfg(feature = "scsi")]
 mod scsi_multipath;
