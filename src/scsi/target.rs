@@ -92,8 +92,30 @@ pub(crate) struct PeInfo {
     pub(crate) id: PeId,
     pub(crate) naa: Naa,
     pub(crate) admin_lun: u16,
-    pub(crate) ports: Vec<(u16, u16)>,
+    pub(crate) ports: Ports,
     pub(crate) addressing: SubsidiaryAddressing,
+}
+
+/// A PE's (relative target port, target port group) pairs, shared so that
+/// cloning a [`PeInfo`] on the command path does not allocate.
+#[derive(Clone, Debug)]
+pub(crate) struct Ports(Arc<[(u16, u16)]>);
+
+impl std::ops::Deref for Ports {
+    type Target = [(u16, u16)];
+
+    fn deref(&self) -> &[(u16, u16)] {
+        &self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a Ports {
+    type Item = &'a (u16, u16);
+    type IntoIter = std::slice::Iter<'a, (u16, u16)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
 }
 
 /// A bound SLU as one command sees it.
@@ -279,10 +301,12 @@ impl ScsiTarget {
                     id,
                     naa: *naa,
                     admin_lun: *admin_lun,
-                    ports: paths
-                        .iter()
-                        .map(|p| (p.relative_target_port, p.target_port_group))
-                        .collect(),
+                    ports: Ports(
+                        paths
+                            .iter()
+                            .map(|p| (p.relative_target_port, p.target_port_group))
+                            .collect(),
+                    ),
                     addressing: pe.secondary_ids.addressing(),
                 });
             }
