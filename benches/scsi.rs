@@ -84,9 +84,7 @@ impl Setup {
         };
         // The power-on unit attention, then a written block range.
         let mut none = [0u8; 0];
-        let first = s
-            .target
-            .execute_into(nexus, lun, &[0; 6], &[], &mut none);
+        let first = s.target.execute_into(nexus, lun, &[0; 6], &[], &mut none);
         assert_eq!(first.status, Status::CheckCondition);
         s.write_target(&[0x5A; LEN]);
         s
@@ -116,7 +114,13 @@ impl Setup {
 
     fn write_router(&self, data: &[u8]) {
         self.router
-            .write(self.host, black_box(self.handle), black_box(OFFSET), data, false)
+            .write(
+                self.host,
+                black_box(self.handle),
+                black_box(OFFSET),
+                data,
+                false,
+            )
             .unwrap();
     }
 }
@@ -199,7 +203,10 @@ fn rounds() {
         let write = allocations(1_000, || s.write_target(&data));
         let mut none = [0u8; 0];
         let tur = allocations(1_000, || {
-            black_box(s.target.execute_into(s.nexus, s.lun, &[0; 6], &[], &mut none));
+            black_box(
+                s.target
+                    .execute_into(s.nexus, s.lun, &[0; 6], &[], &mut none),
+            );
         });
         println!(
             "scsi.{}.allocations_per_command read10 {read} write10 {write} test_unit_ready {tur}",

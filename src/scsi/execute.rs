@@ -5,9 +5,9 @@
 
 use std::cell::Cell;
 
+use super::Lun;
 use super::sense::{SenseBuffer, Status};
 use super::target::{Fail, ItNexus, ScsiTarget};
-use super::Lun;
 
 /// How the data-in of a command compares with the caller's buffer (the
 /// Data-In Buffer Size of SAM-5 5.1 "Execute Command"; in iSCSI the
@@ -198,8 +198,8 @@ impl ScsiTarget {
             filled: Cell::new(None),
         };
         let outcome = self.execute_with(nexus, lun, cdb, data_out, &sink);
+        // The sink's last use: `data_in` is the caller's again below.
         let filled = sink.filled.get();
-        drop(sink);
         let (status, produced, sense) = match outcome {
             Outcome::Good(data) => {
                 let produced = match filled {

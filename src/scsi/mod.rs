@@ -72,7 +72,9 @@ pub use multipath::{
     RTPG_ALLOCATION,
 };
 pub use report_luns::MIN_REPORT_LUNS_ALLOCATION;
-pub use sense::{FIXED_SENSE_LEN, FieldPointer, MAX_SENSE_LEN, Sense, SenseBuffer, SenseKey, Status};
+pub use sense::{
+    FIXED_SENSE_LEN, FieldPointer, MAX_SENSE_LEN, Sense, SenseBuffer, SenseKey, Status,
+};
 pub use target::{
     InitiatorPortId, ItNexus, ScsiResponse, ScsiTarget, WRITE_LOCK_STRIPES, derive_vvol_naa,
 };

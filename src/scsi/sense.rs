@@ -318,6 +318,8 @@ impl std::ops::Deref for SenseBuffer {
 
 impl std::fmt::Debug for SenseBuffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("SenseBuffer").field(&self.as_bytes()).finish()
+        f.debug_tuple("SenseBuffer")
+            .field(&self.as_bytes())
+            .finish()
     }
 }

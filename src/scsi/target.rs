@@ -579,6 +579,10 @@ impl ScsiTarget {
         Outcome::of(result, || state.d_sense(self))
     }
 
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the command's parts, as the context it builds holds them"
+    )]
     fn run(
         &self,
         nexus: ItNexus,

@@ -24,10 +24,10 @@ mod nbd_interop;
 mod policy;
 mod reopen;
 mod routing;
-#[cfg(all(feature = "scsi", feature = "interop"))]
-mod scsi_interop;
 #[cfg(feature = "scsi")]
 mod scsi_execute;
+#[cfg(all(feature = "scsi", feature = "interop"))]
+mod scsi_interop;
 #[cfg(feature = "scsi")]
 mod scsi_lun;
 #[cfg(feature = "scsi")]

@@ -134,7 +134,10 @@ fn sense_is_inline_in_both_formats_and_matches_execute() {
     page[2] |= 0x04; // D_SENSE
     list.extend_from_slice(&page);
     let select10 = [0x55, 0x10, 0, 0, 0, 0, 0, 0, list.len() as u8, 0];
-    assert_eq!(into(&f, 0, slu, &select10, &list, &mut []).status, Status::Good);
+    assert_eq!(
+        into(&f, 0, slu, &select10, &list, &mut []).status,
+        Status::Good
+    );
     let mut caw = [0u8; 16];
     caw[0] = 0x89;
     caw[13] = 1;
@@ -344,8 +347,8 @@ fn a_read_admitted_before_an_unbind_completes_and_later_ones_fail() {
 /// nexus wrote just before.
 fn cdb() -> impl Strategy<Value = Vec<u8>> {
     const OPCODES: [u8; 22] = [
-        0x00, 0x03, 0x08, 0x0A, 0x12, 0x15, 0x1A, 0x25, 0x28, 0x2A, 0x35, 0x42, 0x55, 0x5A,
-        0x88, 0x8A, 0x91, 0x93, 0x9E, 0xA0, 0xA3, 0xEE,
+        0x00, 0x03, 0x08, 0x0A, 0x12, 0x15, 0x1A, 0x25, 0x28, 0x2A, 0x35, 0x42, 0x55, 0x5A, 0x88,
+        0x8A, 0x91, 0x93, 0x9E, 0xA0, 0xA3, 0xEE,
     ];
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..20),
