@@ -51,7 +51,8 @@ pub struct ScsiCompletion {
     pub status: Status,
     /// Data-in bytes written at the start of the caller's buffer: the
     /// command's data-in (already cut to its allocation or transfer
-    /// length) cut to the buffer. 0 unless the status is GOOD.
+    /// length) cut to the buffer. 0 unless the status is GOOD (a READ
+    /// that failed may have left part of its data in the buffer).
     pub data_in_len: usize,
     /// The data-in against the caller's buffer: what the transport
     /// reports as the residual.
