@@ -1,11 +1,13 @@
 //! Arbitrary CDBs, LUNs and data-out bytes executed by a SCSI target built on
-//! the quickstart topology with bound vVols: never a panic, always a status.
+//! the quickstart topology with bound vVols: never a panic, always a status;
+//! through `execute` and through `execute_into` with a buffer of a size the
+//! input picks, whose completion never claims more data-in than the buffer.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use vvol::scsi::{ItNexus, Lun, ScsiTarget};
+use vvol::scsi::{ItNexus, Lun, Residual, ScsiTarget};
 use vvol::{BindContext, HostId};
 
 fn target() -> &'static (ScsiTarget, HostId) {
@@ -35,6 +37,17 @@ fuzz_target!(|data: &[u8]| {
     let cdb_len = usize::from(data[9] % 33).min(data.len() - 10);
     let (cdb, data_out) = data[10..].split_at(cdb_len);
     let nexus = ItNexus::new(*host, port);
-    let response = target.execute(nexus, Lun(raw), cdb, data_out);
-    let _ = response;
+    if data[8] & 0x80 == 0 {
+        let response = target.execute(nexus, Lun(raw), cdb, data_out);
+        let _ = response;
+    } else {
+        let mut buf = vec![0u8; usize::from(data[9]) * 64];
+        let c = target.execute_into(nexus, Lun(raw), cdb, data_out, &mut buf);
+        assert!(c.data_in_len <= buf.len());
+        match c.residual {
+            Residual::Underflow(n) => assert_eq!(c.data_in_len + n, buf.len()),
+            Residual::Overflow(_) | Residual::None => assert_eq!(c.data_in_len, buf.len()),
+            _ => {}
+        }
+    }
 });

@@ -14,6 +14,9 @@
 mod error;
 mod inventory;
 mod io;
+// Used by the SCSI target.
+#[cfg_attr(not(feature = "scsi"), allow(dead_code))]
+mod lookup;
 #[cfg(loom)]
 pub mod slot;
 #[cfg(not(loom))]

@@ -159,23 +159,40 @@ fn transfer_bytes(s: &Slu, n: u64, field: usize) -> Result<usize, Fail> {
     Ok(bytes as usize)
 }
 
-/// READ (6), (10), (16); the ALU's block reads as zeros.
+/// READ (6), (10), (16); the ALU's block reads as zeros. With
+/// `execute_into` the data goes straight into the caller's buffer when it
+/// holds the whole transfer (no allocation).
 pub(crate) fn read(ctx: &Ctx<'_>) -> CmdResult {
     let m = Medium::of(ctx)?;
     let (lba, n, _fua, field) = rw_fields(ctx)?;
     m.check_lba(lba, n)?;
     let Medium::Slu(s) = m else {
-        return Ok(vec![0u8; (n * u64::from(ALU_BLOCK_SIZE)) as usize]);
+        let len = (n * u64::from(ALU_BLOCK_SIZE)) as usize;
+        let mut zeros = |buf: &mut [u8]| {
+            buf.fill(0);
+            Ok(())
+        };
+        if let Some(done) = ctx.data_in.fill(len, &mut zeros) {
+            return done.map(|()| Vec::new());
+        }
+        return Ok(vec![0u8; len]);
     };
     let len = transfer_bytes(&s, n, field)?;
-    let mut buf = vec![0u8; len];
-    if len > 0 {
-        let offset = lba * u64::from(s.block_size);
+    let offset = lba * u64::from(s.block_size);
+    let mut routed = |buf: &mut [u8]| {
+        if buf.is_empty() {
+            return Ok(());
+        }
         ctx.target
             .router
-            .read(ctx.nexus.host, s.handle, offset, &mut buf)
-            .map_err(|e| ctx.route(e, false))?;
+            .read(ctx.nexus.host, s.handle, offset, buf)
+            .map_err(|e| ctx.route(e, false))
+    };
+    if let Some(done) = ctx.data_in.fill(len, &mut routed) {
+        return done.map(|()| Vec::new());
     }
+    let mut buf = vec![0u8; len];
+    routed(&mut buf)?;
     Ok(buf)
 }
 

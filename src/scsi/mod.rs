@@ -82,6 +82,7 @@ mod block;
 mod cdb;
 mod dispatch;
 mod error;
+mod execute;
 mod inquiry;
 pub mod limits;
 mod lun;
@@ -101,6 +102,7 @@ pub use alua::AluaState;
 pub use block::{ALU_BLOCK_SIZE, ALU_BLOCKS};
 pub use cdb::{MAX_CDB_LEN, cdb_len};
 pub use error::{LunError, ScsiError};
+pub use execute::{Residual, ScsiCompletion};
 pub use inquiry::{
     PE_PRODUCT_ID, PRODUCT_REVISION, STANDARD_INQUIRY_LEN, TARGET_PRODUCT_ID, VENDOR_ID,
     VVOL_PRODUCT_ID, version_descriptor,
@@ -115,7 +117,9 @@ pub use multipath::{
     RTPG_ALLOCATION,
 };
 pub use report_luns::MIN_REPORT_LUNS_ALLOCATION;
-pub use sense::{FIXED_SENSE_LEN, FieldPointer, Sense, SenseKey, Status};
+pub use sense::{
+    FIXED_SENSE_LEN, FieldPointer, MAX_SENSE_LEN, Sense, SenseBuffer, SenseKey, Status,
+};
 pub use target::{
     InitiatorPortId, ItNexus, ScsiResponse, ScsiTarget, WRITE_LOCK_STRIPES, derive_vvol_naa,
 };

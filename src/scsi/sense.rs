@@ -207,6 +207,13 @@ impl Sense {
     /// fixed format (70h, 18 bytes).
     #[must_use]
     pub fn to_bytes(&self, descriptor: bool) -> Vec<u8> {
+        self.encode(descriptor).as_bytes().to_vec()
+    }
+
+    /// The sense bytes as [`to_bytes`](Self::to_bytes) gives them, in an
+    /// inline buffer (no heap).
+    #[must_use]
+    pub fn encode(&self, descriptor: bool) -> SenseBuffer {
         if descriptor {
             self.descriptor()
         } else {
@@ -214,8 +221,9 @@ impl Sense {
         }
     }
 
-    fn fixed(&self) -> Vec<u8> {
-        let mut b = vec![0u8; FIXED_SENSE_LEN];
+    fn fixed(&self) -> SenseBuffer {
+        let mut out = SenseBuffer::EMPTY;
+        let b = &mut out.bytes;
         b[0] = 0x70;
         b[2] = self.key.code();
         if let Some(info) = self.information.and_then(|i| u32::try_from(i).ok()) {
@@ -228,21 +236,94 @@ impl Sense {
         if let Some(fp) = self.field_pointer {
             b[15..18].copy_from_slice(&fp.bytes());
         }
-        b
+        out.len = FIXED_SENSE_LEN as u8;
+        out
     }
 
-    fn descriptor(&self) -> Vec<u8> {
-        let mut b = vec![0x72, self.key.code(), self.asc, self.ascq, 0, 0, 0, 0];
+    /// Descriptor format (SPC-5 4.4.2): the header, then an information
+    /// descriptor (00h, 12 bytes) and a sense key specific descriptor (02h,
+    /// 8 bytes) when present: at most 28 bytes.
+    fn descriptor(&self) -> SenseBuffer {
+        let mut out = SenseBuffer::EMPTY;
+        out.push(&[0x72, self.key.code(), self.asc, self.ascq, 0, 0, 0, 0]);
         if let Some(info) = self.information {
-            b.extend_from_slice(&[0x00, 0x0A, 0x80, 0x00]);
-            b.extend_from_slice(&info.to_be_bytes());
+            out.push(&[0x00, 0x0A, 0x80, 0x00]);
+            out.push(&info.to_be_bytes());
         }
         if let Some(fp) = self.field_pointer {
-            b.extend_from_slice(&[0x02, 0x06, 0x00, 0x00]);
-            b.extend_from_slice(&fp.bytes());
-            b.push(0);
+            out.push(&[0x02, 0x06, 0x00, 0x00]);
+            out.push(&fp.bytes());
+            out.push(&[0]);
         }
-        b[7] = (b.len() - 8) as u8;
-        b
+        out.bytes[7] = out.len - 8;
+        out
+    }
+}
+
+/// Most sense bytes a [`SenseBuffer`] holds. The largest sense this crate
+/// produces is 28 bytes (descriptor format with information and field
+/// pointer); SPC-5 4.4 allows up to 252, transports commonly carry 96
+/// (SCSI_SENSE_BUFFERSIZE) or less.
+pub const MAX_SENSE_LEN: usize = 32;
+
+/// Sense bytes held inline (no heap): what
+/// [`ScsiCompletion`](super::ScsiCompletion) carries.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SenseBuffer {
+    len: u8,
+    bytes: [u8; MAX_SENSE_LEN],
+}
+
+impl SenseBuffer {
+    /// No sense bytes.
+    pub const EMPTY: Self = Self {
+        len: 0,
+        bytes: [0; MAX_SENSE_LEN],
+    };
+
+    /// The sense bytes (empty when there is no sense).
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// The number of sense bytes.
+    #[must_use]
+    pub const fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether there are no sense bytes.
+    #[must_use]
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        let at = usize::from(self.len);
+        self.bytes[at..at + data.len()].copy_from_slice(data);
+        self.len += data.len() as u8;
+    }
+}
+
+impl Default for SenseBuffer {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl std::ops::Deref for SenseBuffer {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for SenseBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SenseBuffer")
+            .field(&self.as_bytes())
+            .finish()
     }
 }

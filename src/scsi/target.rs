@@ -9,6 +9,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::alua::{AluaState, AluaTable};
 use super::cdb::Cdb;
+use super::execute::{DataInSink, Outcome, OwnData};
 use super::lun::{Lun, REPORT_LUNS_WLUN, SubsidiaryElement};
 use super::mode::ModeTable;
 use super::nexus_table::NexusTable;
@@ -92,8 +93,30 @@ pub(crate) struct PeInfo {
     pub(crate) id: PeId,
     pub(crate) naa: Naa,
     pub(crate) admin_lun: u16,
-    pub(crate) ports: Vec<(u16, u16)>,
+    pub(crate) ports: Ports,
     pub(crate) addressing: SubsidiaryAddressing,
+}
+
+/// A PE's (relative target port, target port group) pairs, shared so that
+/// cloning a [`PeInfo`] on the command path does not allocate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Ports(Arc<[(u16, u16)]>);
+
+impl std::ops::Deref for Ports {
+    type Target = [(u16, u16)];
+
+    fn deref(&self) -> &[(u16, u16)] {
+        &self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a Ports {
+    type Item = &'a (u16, u16);
+    type IntoIter = std::slice::Iter<'a, (u16, u16)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
 }
 
 /// A bound SLU as one command sees it.
@@ -149,6 +172,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) key: Option<LuKey>,
     /// Whether other commands of this nexus were in the task set on entry.
     pub(crate) nexus_busy: bool,
+    /// Where READ data-in goes (`execute_into`'s buffer, or its own).
+    pub(crate) data_in: &'a dyn DataInSink,
 }
 
 impl Ctx<'_> {
@@ -293,10 +318,12 @@ impl ScsiTarget {
                     id,
                     naa: *naa,
                     admin_lun: *admin_lun,
-                    ports: paths
-                        .iter()
-                        .map(|p| (p.relative_target_port, p.target_port_group))
-                        .collect(),
+                    ports: Ports(
+                        paths
+                            .iter()
+                            .map(|p| (p.relative_target_port, p.target_port_group))
+                            .collect(),
+                    ),
                     addressing: pe.secondary_ids.addressing(),
                 });
             }
@@ -583,8 +610,11 @@ impl ScsiTarget {
                 })
             }
             Some(element) if element.addressing() == pe.addressing => {
+                // No admission here: the READ or WRITE that follows is
+                // admitted once by the router, and commands without I/O
+                // take no queue place (review S17).
                 let sid = element.secondary_id();
-                let Some(resolved) = self.router.resolve_for_host(pe.id, nexus.host, sid) else {
+                let Some(bound) = self.router.bound_volume(pe.id, nexus.host, sid) else {
                     // A binding on a failed PE is still that SLU: it answers
                     // with the Unavailable ALUA state while its I/O fails
                     // (review S2). Only a LUN naming no binding is 25h/00h.
@@ -605,22 +635,17 @@ impl ScsiTarget {
                         },
                     );
                 };
-                let handle = BindHandle {
-                    pe: pe.id,
-                    secondary_id: sid,
-                    generation: resolved.generation,
-                };
-                match self.router.geometry(nexus.host, handle) {
-                    Ok((capacity_bytes, block_size)) => Ok(Lu::Slu(Slu {
-                        pe: index,
-                        handle,
-                        key: resolved.vvol,
-                        capacity_bytes,
-                        block_size,
-                    })),
-                    Err(e @ RouteError::QueueFull { .. }) => Err(e),
-                    Err(_) => Ok(Lu::Unsupported),
-                }
+                Ok(Lu::Slu(Slu {
+                    pe: index,
+                    handle: BindHandle {
+                        pe: pe.id,
+                        secondary_id: sid,
+                        generation: bound.resolved.generation,
+                    },
+                    key: bound.resolved.vvol,
+                    capacity_bytes: bound.capacity_bytes,
+                    block_size: bound.block_size,
+                }))
             }
             Some(_) => Ok(Lu::Unsupported),
         }
@@ -647,23 +672,23 @@ impl ScsiTarget {
     /// Executes one CDB from `nexus` addressed to `lun`, with `data_out` as
     /// the data-out buffer. Never panics on caller bytes: anything malformed
     /// becomes CHECK CONDITION with ILLEGAL REQUEST sense.
+    ///
+    /// A convenience over the same path as
+    /// [`execute_into`](Self::execute_into), which transports use: this
+    /// one returns the data-in and sense in `Vec`s.
     pub fn execute(&self, nexus: ItNexus, lun: Lun, cdb: &[u8], data_out: &[u8]) -> ScsiResponse {
-        let state = self.nexus(nexus);
-        let previous = state.in_flight.fetch_add(1, Ordering::AcqRel);
-        let _guard = InFlight(&state.in_flight);
-        let (result, key) = self.run(nexus, &state, lun, cdb, data_out, previous > 0);
-        match result {
-            Ok(data_in) => ScsiResponse {
+        match self.execute_with(nexus, lun, cdb, data_out, &OwnData) {
+            Outcome::Good(data_in) => ScsiResponse {
                 status: Status::Good,
                 data_in,
                 sense: Vec::new(),
             },
-            Err(Fail::Check(sense)) => ScsiResponse {
+            Outcome::Check(sense) => ScsiResponse {
                 status: Status::CheckCondition,
                 data_in: Vec::new(),
-                sense: sense.to_bytes(self.mode.get(key).d_sense),
+                sense: sense.to_vec(),
             },
-            Err(Fail::Status(status)) => ScsiResponse {
+            Outcome::Status(status) => ScsiResponse {
                 status,
                 data_in: Vec::new(),
                 sense: Vec::new(),
@@ -671,6 +696,27 @@ impl ScsiTarget {
         }
     }
 
+    /// Runs one command in the nexus's task set, READ data-in going where
+    /// `data_in` says.
+    pub(crate) fn execute_with(
+        &self,
+        nexus: ItNexus,
+        lun: Lun,
+        cdb: &[u8],
+        data_out: &[u8],
+        data_in: &dyn DataInSink,
+    ) -> Outcome {
+        let state = self.nexus(nexus);
+        let previous = state.in_flight.fetch_add(1, Ordering::AcqRel);
+        let _guard = InFlight(&state.in_flight);
+        let (result, key) = self.run(nexus, &state, lun, cdb, data_out, previous > 0, data_in);
+        Outcome::of(result, || self.mode.get(key).d_sense)
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the command's parts, as the context it builds holds them"
+    )]
     fn run(
         &self,
         nexus: ItNexus,
@@ -679,6 +725,7 @@ impl ScsiTarget {
         cdb: &[u8],
         data_out: &[u8],
         nexus_busy: bool,
+        data_in: &dyn DataInSink,
     ) -> (CmdResult, Option<LuKey>) {
         let fail_status = |busy: bool| {
             Fail::Status(if busy {
@@ -706,6 +753,7 @@ impl ScsiTarget {
             lu,
             key,
             nexus_busy,
+            data_in,
         };
         (super::dispatch::dispatch(&ctx), key)
     }

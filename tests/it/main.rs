@@ -25,6 +25,8 @@ mod nbd_interop;
 mod policy;
 mod reopen;
 mod routing;
+#[cfg(feature = "scsi")]
+mod scsi_execute;
 #[cfg(all(feature = "scsi", feature = "interop"))]
 mod scsi_interop;
 #[cfg(feature = "scsi")]

@@ -272,7 +272,11 @@ fn vpd_pages_name_pe_and_vvol() {
     let x86 = good(&f.run(0, f.alu(), &vpd(0x86), &[])).to_vec();
     assert_eq!(x86[8] >> 5, 1, "LU_COLL_TYPE conglomerate");
     assert_eq!(x86[6] & 1, 1, "V_SUP: the volatile cache WCE reports");
-    assert_eq!(x86[7] & 1, 1, "LUICLR: 3Fh/0Eh clears on every LU of the nexus");
+    assert_eq!(
+        x86[7] & 1,
+        1,
+        "LUICLR: 3Fh/0Eh clears on every LU of the nexus"
+    );
     let b0 = good(&f.run(0, slu, &vpd(0xB0), &[])).to_vec();
     assert_eq!(b0[4] & 1, 1, "WSNZ");
     let b2 = good(&f.run(0, slu, &vpd(0xB2), &[])).to_vec();
