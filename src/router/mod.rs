@@ -7,6 +7,7 @@
 //! `arc-swap` guard), so an unbind never waits for I/O and I/O that resolved
 //! before the unbind completes on the vVol it resolved to.
 
+mod access;
 mod error;
 mod io;
 #[cfg(loom)]
@@ -26,7 +27,9 @@ pub use table::SLOT_CHUNK;
 pub(crate) use table::TableState;
 pub(crate) use volume::{INLINE_HOSTS, LiveBinding, VolumeCore};
 
-use crate::model::{Generation, PeId, SecondaryId, SecondaryIdSpace, VvolKey};
+use access::HostViews;
+
+use crate::model::{Generation, HostId, PeId, SecondaryId, SecondaryIdSpace, VvolKey};
 
 /// What [`Router::resolve`] finds in a slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -63,13 +66,18 @@ pub struct Resolved {
 #[derive(Debug)]
 pub struct Router {
     pes: Box<[OnceLock<PeTable>]>,
+    hosts: HostViews,
+    max_hosts: u32,
 }
 
 impl Router {
-    /// A router with room for `max_pes` PEs (ids `0..max_pes`).
-    pub(crate) fn new(max_pes: u32) -> Self {
+    /// A router with room for `max_pes` PEs (ids `0..max_pes`) and
+    /// `max_hosts` hosts.
+    pub(crate) fn new(max_pes: u32, max_hosts: u32) -> Self {
         Self {
             pes: (0..max_pes).map(|_| OnceLock::new()).collect(),
+            hosts: HostViews::new(max_hosts),
+            max_hosts,
         }
     }
 
@@ -119,6 +127,43 @@ impl Router {
         )
     }
 
+    /// Whether the access rules of `host` map `pe` to it (array LUN
+    /// masking, [`ControlPlane::map_pe`](crate::ControlPlane::map_pe)):
+    /// what a transport asks before it shows the PE's administrative
+    /// logical unit to the host. One `arc-swap` load; no lock.
+    #[must_use]
+    pub fn is_mapped(&self, host: HostId, pe: PeId) -> bool {
+        self.hosts.is_mapped(host, pe)
+    }
+
+    /// The PEs mapped to `host`, in id order (empty for an unknown host).
+    /// One `arc-swap` load; no lock.
+    #[must_use]
+    pub fn mapped_pes(&self, host: HostId) -> Arc<Vec<PeId>> {
+        self.hosts.mapped(host)
+    }
+
+    /// How often the set of logical units `host` may see through its access
+    /// rules has changed (a PE mapped to it or unmapped): a SCSI target
+    /// compares it to raise REPORTED LUNS DATA HAS CHANGED (3Fh/0Eh, SPC-5
+    /// 5.14 / review S6). 0 for an unknown host. One atomic load; no lock.
+    #[must_use]
+    pub fn host_inventory_changes(&self, host: HostId) -> u64 {
+        self.hosts.inventory_changes(host)
+    }
+
+    /// Commands `host` has in flight on `pe` (its share of the per-(host,
+    /// PE) queue); `None` for an unknown PE.
+    #[must_use]
+    pub fn host_in_flight(&self, host: HostId, pe: PeId) -> Option<u32> {
+        let table = self.table(pe)?;
+        Some(
+            table
+                .host_in_flight(host)
+                .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed)),
+        )
+    }
+
     /// Bytes held by every PE's routing slots (16 bytes a slot, allocated in
     /// chunks of [`SLOT_CHUNK`]).
     #[must_use]
@@ -132,13 +177,35 @@ impl Router {
 
     // ---- control-plane side -------------------------------------------------
 
-    pub(crate) fn add_pe(&self, pe: PeId, space: SecondaryIdSpace, queue_depth: u32) {
+    pub(crate) fn add_pe(
+        &self,
+        pe: PeId,
+        space: SecondaryIdSpace,
+        queue_depth: u32,
+        host_queue_depth: u32,
+    ) {
         let cell = self
             .pes
             .get(pe.0 as usize)
             .expect("the control plane checks max_pes before adding a PE");
-        let fresh = cell.set(PeTable::new(space, queue_depth)).is_ok();
+        let table = PeTable::new(space, queue_depth, host_queue_depth, self.max_hosts);
+        let fresh = cell.set(table).is_ok();
         assert!(fresh, "PE ids are never reused");
+    }
+
+    pub(crate) fn add_host(&self, host: HostId) {
+        self.hosts.add(host);
+    }
+
+    /// Publishes the PEs mapped to `host` (allocating its queue counters
+    /// on them first).
+    pub(crate) fn set_host_access(&self, host: HostId, pes: Vec<PeId>) {
+        for pe in &pes {
+            if let Some(table) = self.table(*pe) {
+                let _ = table.host_in_flight(host);
+            }
+        }
+        self.hosts.set(host, pes);
     }
 
     pub(crate) fn set_pe_state(&self, pe: PeId, state: TableState) {

@@ -144,8 +144,6 @@ pub(crate) struct Ctx<'a> {
     pub(crate) data_out: &'a [u8],
     pub(crate) lun: Lun,
     pub(crate) lu: Lu,
-    /// Whether other commands of this nexus were in the task set on entry.
-    pub(crate) nexus_busy: bool,
 }
 
 impl Ctx<'_> {
@@ -155,11 +153,9 @@ impl Ctx<'_> {
         match error {
             RouteError::OutOfRange { .. } => Sense::lba_out_of_range().into(),
             RouteError::Misaligned { .. } => Sense::invalid_field_in_cdb(2, None).into(),
-            RouteError::QueueFull { .. } => Fail::Status(if self.nexus_busy {
-                Status::TaskSetFull
-            } else {
-                Status::Busy
-            }),
+            e @ (RouteError::QueueFull { .. } | RouteError::HostQueueFull { .. }) => {
+                Fail::Status(super::access::queue_full_status(&e).unwrap_or(Status::Busy))
+            }
             RouteError::Backend { source, .. } => backend_sense(&source, write).into(),
             _ => Sense::lun_not_supported().into(),
         }
@@ -456,12 +452,7 @@ impl ScsiTarget {
         };
         match c.subsidiary {
             None => {
-                let visible = self
-                    .plane
-                    .host(nexus.host)
-                    .is_ok_and(|h| h.pe_context.contains(&pe.id))
-                    && self.router.binding_changes(pe.id).is_some()
-                    && self.plane.pe(pe.id).is_ok();
+                let visible = super::access::alu_visible(&self.router, nexus.host, pe.id);
                 Ok(if visible {
                     Lu::Alu(index)
                 } else if lun.is_zero() {
@@ -488,7 +479,9 @@ impl ScsiTarget {
                         capacity_bytes,
                         block_size,
                     })),
-                    Err(e @ RouteError::QueueFull { .. }) => Err(e),
+                    Err(e @ (RouteError::QueueFull { .. } | RouteError::HostQueueFull { .. })) => {
+                        Err(e)
+                    }
                     Err(_) => Ok(Lu::Unsupported),
                 }
             }
@@ -515,9 +508,9 @@ impl ScsiTarget {
     /// becomes CHECK CONDITION with ILLEGAL REQUEST sense.
     pub fn execute(&self, nexus: ItNexus, lun: Lun, cdb: &[u8], data_out: &[u8]) -> ScsiResponse {
         let state = self.nexus(nexus);
-        let previous = state.in_flight.fetch_add(1, Ordering::AcqRel);
+        state.in_flight.fetch_add(1, Ordering::AcqRel);
         let _guard = InFlight(&state.in_flight);
-        let result = self.run(nexus, &state, lun, cdb, data_out, previous > 0);
+        let result = self.run(nexus, &state, lun, cdb, data_out);
         match result {
             Ok(data_in) => ScsiResponse {
                 status: Status::Good,
@@ -544,18 +537,10 @@ impl ScsiTarget {
         lun: Lun,
         cdb: &[u8],
         data_out: &[u8],
-        nexus_busy: bool,
     ) -> CmdResult {
-        let fail_status = |busy: bool| {
-            Fail::Status(if busy {
-                Status::TaskSetFull
-            } else {
-                Status::Busy
-            })
-        };
-        let lu = self
-            .resolve_lu(nexus, lun)
-            .map_err(|_| fail_status(nexus_busy))?;
+        let lu = self.resolve_lu(nexus, lun).map_err(|e| {
+            Fail::Status(super::access::queue_full_status(&e).unwrap_or(Status::Busy))
+        })?;
         let cdb = Cdb::parse(cdb)?;
         let ctx = Ctx {
             target: self,
@@ -565,7 +550,6 @@ impl ScsiTarget {
             data_out,
             lun,
             lu,
-            nexus_busy,
         };
         super::dispatch::dispatch(&ctx)
     }

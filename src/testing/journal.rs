@@ -25,7 +25,8 @@
 
 use crate::binding::{ControlPlane, JournalOptions, Limits, MemStore, frame, split};
 use crate::model::{
-    BindContext, ContainerSpec, Naa, PeSpec, Protocol, UnbindContext, VvolSpec, VvolType,
+    BindContext, ContainerSpec, InitiatorName, Naa, PeSpec, Protocol, UnbindContext, VvolSpec,
+    VvolType,
 };
 
 /// Most edits [`apply_edits`] applies from one input (the rest is ignored),
@@ -43,11 +44,19 @@ const SPARE_PE_NAA: Naa = match Naa::from_parts(crate::testing::QUICKSTART_COMPA
     None => panic!("the spare PE's NAA fields fit"),
 };
 
+/// The NAA of the sample journal's PE with a narrow per-host queue.
+const NARROW_PE_NAA: Naa = match Naa::from_parts(crate::testing::QUICKSTART_COMPANY_ID, 0x5B, 0x5B)
+{
+    Some(naa) => naa,
+    None => panic!("the narrow PE's NAA fields fit"),
+};
+
 /// A journal with a header, a snapshot (the quickstart topology with bound
 /// VMs, a drained and a failed PE) and, after it, records of every kind the
 /// plane writes: add and remove of containers, PEs and hosts, PE contexts,
 /// create, resize and delete of vVols, binds (new, repeated, faulted),
-/// unbinds, PE state changes.
+/// unbinds, PE state changes, initiators, PE maps (host access rules) and
+/// PEs with a per-host queue depth.
 ///
 /// # Errors
 /// Any error of the plane building it (none is expected).
@@ -67,6 +76,12 @@ pub fn sample_journal() -> Result<Vec<u8>, crate::Error> {
     plane.bind(h1, &vm_c, BindContext::Normal)?;
     plane.drain_pe(topo.pes[1])?;
     plane.fail_pe(topo.pes[2])?;
+    // A PE with its own per-host queue depth in the snapshot (tag 19 later).
+    let narrow = plane.add_pe(
+        topo.arrays[0],
+        PeSpec::scsi(NARROW_PE_NAA, 301).with_host_queue_depth(64),
+    )?;
+    plane.map_pe(h1, narrow)?;
     // A thin container (over-commit) in the snapshot and one in a record.
     plane.add_container(
         topo.arrays[0],
@@ -87,6 +102,18 @@ pub fn sample_journal() -> Result<Vec<u8>, crate::Error> {
     plane.unbind_batch(h0, &vasa, UnbindContext::Normal)?;
     plane.restore_pe(topo.pes[2])?;
     let extra = plane.add_host("esx-03")?;
+    // Host access records: initiators added and removed, PEs mapped and
+    // unmapped, a PE context that shrinks.
+    let iqn: InitiatorName = "iqn.1998-01.com.vmware:esx-03".parse()?;
+    let eui: InitiatorName = "eui.02004567A425678D".parse()?;
+    plane.add_initiator(extra, iqn)?;
+    plane.add_initiator(extra, eui.clone())?;
+    plane.remove_initiator(extra, &eui)?;
+    plane.map_pe(extra, topo.pes[0])?;
+    plane.map_pe(extra, topo.pes[1])?;
+    plane.unmap_pe(extra, topo.pes[1])?;
+    plane.unmap_pe(h1, narrow)?;
+    plane.set_pe_context(extra, &topo.pes[..2])?;
     plane.set_pe_context(extra, &topo.pes[..1])?;
     let scratch = plane.create_vvol(topo.containers[0], VvolSpec::new(VvolType::Other, 1 << 20))?;
     plane.resize_vvol(scratch, 2 << 20)?;
@@ -94,7 +121,11 @@ pub fn sample_journal() -> Result<Vec<u8>, crate::Error> {
     // One item binds, one faults (its vVol is gone).
     plane.bind(extra, &[topo.vms[0].data, scratch], BindContext::Normal)?;
     plane.unbind_all_from_host(h1)?;
-    let spare = plane.add_pe(topo.arrays[0], PeSpec::scsi(SPARE_PE_NAA, 300))?;
+    let spare = plane.add_pe(
+        topo.arrays[0],
+        PeSpec::scsi(SPARE_PE_NAA, 300).with_host_queue_depth(32),
+    )?;
+    plane.map_pe(extra, spare)?;
     plane.remove_pe(spare)?;
     drop(plane);
     Ok(store.bytes())

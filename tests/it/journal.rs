@@ -108,6 +108,9 @@ fn setup(plane: &ControlPlane) -> (Vec<HostId>, Vec<VvolId>) {
     let hosts: Vec<HostId> = (0..3)
         .map(|i| {
             let h = plane.add_host(&format!("esx-{i}")).unwrap();
+            for pe in pes.iter() {
+                plane.map_pe(h, *pe).unwrap();
+            }
             plane.set_pe_context(h, &pes).unwrap();
             h
         })

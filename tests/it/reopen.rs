@@ -168,6 +168,9 @@ impl World {
         let hosts: Vec<HostId> = (0..HOSTS)
             .map(|i| {
                 let h = plane.add_host(&format!("esx-{i:02}")).unwrap();
+                for pe in pes.iter() {
+                    plane.map_pe(h, *pe).unwrap();
+                }
                 plane.set_pe_context(h, &pes).unwrap();
                 h
             })

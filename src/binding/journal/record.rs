@@ -6,12 +6,14 @@
 use super::JournalError;
 use super::codec::{Reader, Writer};
 use super::fields::{
-    bad, get_array_spec, get_container_spec, get_pe_spec, pe_state_code, pe_state_from,
-    put_array_spec, put_container_spec, put_pe_spec, vtype_code, vtype_from,
+    bad, get_array_spec, get_container_spec, get_initiator, get_pe_spec, pe_state_code,
+    pe_state_from, put_array_spec, put_container_spec, put_initiator, put_pe_spec, vtype_code,
+    vtype_from,
 };
 use crate::model::{
-    ArrayId, ArraySpec, BackendKey, ContainerId, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT,
-    Generation, HostId, PeId, PeSpec, PeState, SecondaryId, VvolId, VvolKey, VvolType,
+    ArrayId, ArraySpec, BackendKey, ContainerId, ContainerSpec, DEFAULT_HOST_QUEUE_DEPTH,
+    DEFAULT_OVERCOMMIT_PERCENT, Generation, HostId, InitiatorName, PeId, PeSpec, PeState,
+    SecondaryId, VvolId, VvolKey, VvolType,
 };
 
 /// One item of a bind call, as decided.
@@ -96,6 +98,19 @@ pub(crate) enum Record {
     /// Switches the plane to deterministic ids from `seed` (or back to
     /// random ids with `None`).
     IdSeed(Option<u64>),
+    /// Gives `host` the initiator `name` (`add`), or takes it away.
+    Initiator {
+        host: HostId,
+        name: InitiatorName,
+        add: bool,
+    },
+    /// Maps `pe` to `host` (`mapped`: LUN masking lets the host's
+    /// initiators see it), or unmaps it.
+    MapPe {
+        host: HostId,
+        pe: PeId,
+        mapped: bool,
+    },
 }
 
 /// The record tags, matched exhaustively both ways.
@@ -120,10 +135,17 @@ enum Tag {
     /// [`Record::AddContainer`] of a container whose over-commit is not the
     /// default (tag 2 records restore with the default).
     AddContainerOvercommit = 16,
+    /// [`Record::Initiator`].
+    Initiator = 17,
+    /// [`Record::MapPe`].
+    MapPe = 18,
+    /// [`Record::AddPe`] of a PE whose per-host queue depth is not the
+    /// default (tag 4 records restore with the default).
+    AddPeHostQueue = 19,
 }
 
 impl Tag {
-    const ALL: [Self; 16] = [
+    const ALL: [Self; 19] = [
         Self::AddArray,
         Self::AddContainer,
         Self::RemoveContainer,
@@ -140,6 +162,9 @@ impl Tag {
         Self::SetPeState,
         Self::IdSeed,
         Self::AddContainerOvercommit,
+        Self::Initiator,
+        Self::MapPe,
+        Self::AddPeHostQueue,
     ];
 
     fn from_u8(b: u8) -> Option<Self> {
@@ -201,7 +226,13 @@ impl Record {
                 }
             }
             Self::RemoveContainer(_) => Tag::RemoveContainer,
-            Self::AddPe { .. } => Tag::AddPe,
+            Self::AddPe { spec, .. } => {
+                if spec.host_queue_depth() == DEFAULT_HOST_QUEUE_DEPTH {
+                    Tag::AddPe
+                } else {
+                    Tag::AddPeHostQueue
+                }
+            }
             Self::RemovePe(_) => Tag::RemovePe,
             Self::AddHost { .. } => Tag::AddHost,
             Self::RemoveHost(_) => Tag::RemoveHost,
@@ -213,6 +244,8 @@ impl Record {
             Self::Unbind(_) => Tag::Unbind,
             Self::SetPeState { .. } => Tag::SetPeState,
             Self::IdSeed(_) => Tag::IdSeed,
+            Self::Initiator { .. } => Tag::Initiator,
+            Self::MapPe { .. } => Tag::MapPe,
         }
     }
 
@@ -238,6 +271,9 @@ impl Record {
                 w.u32(id.0);
                 w.u32(array.0);
                 put_pe_spec(&mut w, spec);
+                if spec.host_queue_depth() != DEFAULT_HOST_QUEUE_DEPTH {
+                    w.u32(spec.host_queue_depth());
+                }
             }
             Self::RemovePe(id) => w.u32(id.0),
             Self::AddHost { id, name } => {
@@ -320,6 +356,16 @@ impl Record {
                 w.u8(pe_state_code(*state));
             }
             Self::IdSeed(seed) => put_opt_u64(&mut w, *seed),
+            Self::Initiator { host, name, add } => {
+                w.u32(host.0);
+                put_initiator(&mut w, name);
+                w.bool(*add);
+            }
+            Self::MapPe { host, pe, mapped } => {
+                w.u32(host.0);
+                w.u32(pe.0);
+                w.bool(*mapped);
+            }
         }
         w.buf
     }
@@ -352,6 +398,11 @@ impl Record {
                 id: PeId(r.u32()?),
                 array: ArrayId(r.u32()?),
                 spec: get_pe_spec(&mut r)?,
+            },
+            Tag::AddPeHostQueue => Self::AddPe {
+                id: PeId(r.u32()?),
+                array: ArrayId(r.u32()?),
+                spec: get_pe_spec(&mut r)?.with_host_queue_depth(r.u32()?),
             },
             Tag::RemovePe => Self::RemovePe(PeId(r.u32()?)),
             Tag::AddHost => Self::AddHost {
@@ -426,6 +477,16 @@ impl Record {
                 state: pe_state_from(r.u8()?)?,
             },
             Tag::IdSeed => Self::IdSeed(get_opt_u64(&mut r)?),
+            Tag::Initiator => Self::Initiator {
+                host: HostId(r.u32()?),
+                name: get_initiator(&mut r)?,
+                add: r.bool()?,
+            },
+            Tag::MapPe => Self::MapPe {
+                host: HostId(r.u32()?),
+                pe: PeId(r.u32()?),
+                mapped: r.bool()?,
+            },
         };
         r.finish()?;
         Ok(rec)
@@ -516,6 +577,21 @@ mod tests {
                 array: ArrayId(1),
                 spec: ContainerSpec::new("thin", Protocol::Nfs, 1 << 30)
                     .with_overcommit_percent(400),
+            },
+            Record::Initiator {
+                host: HostId(4),
+                name: "iqn.1998-01.com.vmware:esx-01".parse().unwrap(),
+                add: true,
+            },
+            Record::MapPe {
+                host: HostId(4),
+                pe: PeId(3),
+                mapped: false,
+            },
+            Record::AddPe {
+                id: PeId(6),
+                array: ArrayId(1),
+                spec: PeSpec::scsi(naa, 254).with_host_queue_depth(64),
             },
         ];
         assert_eq!(records.len(), Tag::ALL.len());
