@@ -50,7 +50,7 @@ pub enum InitiatorKind {
 /// assert!("naa.1234".parse::<InitiatorName>().is_err()); // 16 or 32 hex digits
 /// # Ok::<(), vvol::ParseError>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct InitiatorName {
     kind: InitiatorKind,
     name: String,
@@ -139,6 +139,19 @@ fn check_hex(hex: &str, lens: &[usize]) -> Result<(), &'static str> {
         return Err("only hex digits may follow eui. or naa.");
     }
     Ok(())
+}
+
+/// In name order (the kind follows from the name's prefix).
+impl Ord for InitiatorName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name.cmp(&other.name)
+    }
+}
+
+impl PartialOrd for InitiatorName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl FromStr for InitiatorName {
