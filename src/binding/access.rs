@@ -8,9 +8,9 @@
 
 use std::collections::BTreeSet;
 
+use super::ControlError;
 use super::control_plane::{ControlPlane, too_many};
 use super::journal::Record;
-use super::ControlError;
 use crate::model::{HostId, InitiatorName, MAX_INITIATORS_PER_HOST, PeId};
 
 impl ControlPlane {
@@ -165,7 +165,7 @@ impl ControlPlane {
     /// (StorageFault).
     pub fn set_pe_context(&self, host: HostId, pes: &[PeId]) -> Result<(), ControlError> {
         let st = self.lock();
-        if st.hosts.get(&host).is_none() {
+        if !st.hosts.contains_key(&host) {
             return Err(ControlError::UnknownSessionHost(host));
         }
         // Checked before anything is copied: the list is bounded by the

@@ -226,7 +226,10 @@ impl State {
                 for (hid, h) in &mut self.hosts {
                     h.pe_context.remove(id);
                     if h.mapped.remove(id) {
-                        ops.push(RouterOp::HostAccess(*hid, h.mapped.iter().copied().collect()));
+                        ops.push(RouterOp::HostAccess(
+                            *hid,
+                            h.mapped.iter().copied().collect(),
+                        ));
                     }
                 }
                 ops.push(RouterOp::SetState(*id, TableState::Removed));
@@ -284,7 +287,10 @@ impl State {
                 h.pe_context = pes.iter().copied().collect();
             }
             Record::Initiator { host, name, add } => {
-                let h = self.hosts.get(host).ok_or(invalid("initiator of an unknown host"))?;
+                let h = self
+                    .hosts
+                    .get(host)
+                    .ok_or(invalid("initiator of an unknown host"))?;
                 if *add {
                     if self.initiators.contains_key(name) {
                         return Err(invalid("initiator name already belongs to a host"));
@@ -309,7 +315,10 @@ impl State {
                 if !self.pes.contains_key(pe) {
                     return Err(invalid("access rule for an unknown PE"));
                 }
-                let h = self.hosts.get_mut(host).ok_or(invalid("access rule for an unknown host"))?;
+                let h = self
+                    .hosts
+                    .get_mut(host)
+                    .ok_or(invalid("access rule for an unknown host"))?;
                 if *mapped {
                     if !h.mapped.insert(*pe) {
                         return Err(invalid("mapping a PE that is mapped"));
@@ -322,7 +331,10 @@ impl State {
                         return Err(invalid("unmapping a PE that is not mapped"));
                     }
                 }
-                ops.push(RouterOp::HostAccess(*host, h.mapped.iter().copied().collect()));
+                ops.push(RouterOp::HostAccess(
+                    *host,
+                    h.mapped.iter().copied().collect(),
+                ));
             }
             Record::CreateVvol {
                 id,

@@ -254,7 +254,8 @@ impl ControlPlane {
         Ok(id)
     }
 
-    /// Adds a host with an empty PE context.
+    /// Adds a host with no initiators, no PE mapped to it ([`map_pe`](Self::map_pe))
+    /// and an empty PE context.
     ///
     /// # Errors
     /// [`ControlError::Config`] for a bad name, [`ControlError::TooMany`],

@@ -2,8 +2,8 @@
 
 use crate::backend::BackendError;
 use crate::model::{
-    ArrayId, BindHandle, ConfigError, ContainerId, EventId, Generation, HostId, InitiatorName,
-    Naa, PeId, PeInBandId, PeState, Protocol, VasaHandleError, VvolId,
+    ArrayId, BindHandle, ConfigError, ContainerId, EventId, Generation, HostId, InitiatorName, Naa,
+    PeId, PeInBandId, PeState, Protocol, VasaHandleError, VvolId,
 };
 
 /// The VASA 2.x fault a [`ControlError`] corresponds to.

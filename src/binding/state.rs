@@ -353,7 +353,13 @@ impl State {
                 }
             }
         }
-        if self.initiators.len() != self.hosts.values().map(|h| h.initiators.len()).sum::<usize>() {
+        if self.initiators.len()
+            != self
+                .hosts
+                .values()
+                .map(|h| h.initiators.len())
+                .sum::<usize>()
+        {
             return Err("initiator index does not match the hosts");
         }
         Ok(())

@@ -107,7 +107,8 @@ impl InitiatorName {
 /// `YYYY-MM.<reversed domain>[:<anything>]` after `iqn.`.
 fn check_iqn(rest: &str) -> Result<(), &'static str> {
     let b = rest.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
     if !digits(0..4) || b.get(4) != Some(&b'-') || !digits(5..7) || b.get(7) != Some(&b'.') {
         return Err("an iqn. name continues with a date YYYY-MM and '.'");
     }

@@ -30,13 +30,15 @@ pub use ids::{
     ArrayId, ContainerId, EventId, Generation, HostId, PeId, SecondaryId, VVOL_ID_PREFIX, VvolId,
     VvolKey,
 };
-pub use initiator::{InitiatorKind, InitiatorName, MAX_INITIATOR_NAME_LEN, MAX_INITIATORS_PER_HOST};
+pub use initiator::{
+    InitiatorKind, InitiatorName, MAX_INITIATOR_NAME_LEN, MAX_INITIATORS_PER_HOST,
+};
 pub use naa::{MAX_IEEE_COMPANY_ID, Naa};
 pub use parse_error::{MAX_ECHOED_INPUT, ParseError};
 pub use protocol_endpoint::{
-    DEFAULT_HOST_QUEUE_DEPTH, DEFAULT_QUEUE_DEPTH, ESXI_DEFAULT_MAX_LUN, MAX_ADMIN_LUN, MAX_DNS_NAME_LEN,
-    MAX_EXPORT_PATH_LEN, MAX_PATHS_PER_PE, MAX_QUEUE_DEPTH, MIN_QUEUE_DEPTH, NfsVersion, PeSpec,
-    PeState, ProtocolEndpoint, ScsiPath, Transport,
+    DEFAULT_HOST_QUEUE_DEPTH, DEFAULT_QUEUE_DEPTH, ESXI_DEFAULT_MAX_LUN, MAX_ADMIN_LUN,
+    MAX_DNS_NAME_LEN, MAX_EXPORT_PATH_LEN, MAX_PATHS_PER_PE, MAX_QUEUE_DEPTH, MIN_QUEUE_DEPTH,
+    NfsVersion, PeSpec, PeState, ProtocolEndpoint, ScsiPath, Transport,
 };
 pub use secondary_ids::{
     MAX_EXTENDED_FLAT_24_ID, MAX_EXTENDED_FLAT_40_ID, MAX_SECONDARY_IDS_PER_PE,

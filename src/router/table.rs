@@ -118,7 +118,10 @@ impl PeTable {
     pub(crate) fn host_in_flight(&self, host: HostId) -> Option<&AtomicU32> {
         let i = host.0 as usize;
         let chunk = self.host_in_flight.get(i / HOST_CHUNK)?;
-        Some(&chunk.get_or_init(|| Box::new(std::array::from_fn(|_| AtomicU32::new(0))))[i % HOST_CHUNK])
+        Some(
+            &chunk.get_or_init(|| Box::new(std::array::from_fn(|_| AtomicU32::new(0))))
+                [i % HOST_CHUNK],
+        )
     }
 
     pub(crate) fn state(&self) -> TableState {

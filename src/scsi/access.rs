@@ -4,8 +4,8 @@
 
 use super::sense::Status;
 use crate::RouteError;
-use crate::model::{HostId, PeId};
 use crate::Router;
+use crate::model::{HostId, PeId};
 
 /// Whether `host` may see the administrative logical unit of `pe`: the
 /// array's access rules map the PE to it. Independent of the host's VASA

@@ -241,7 +241,11 @@ mod tests {
         plane.check_invariants();
         let arrays = plane.arrays();
         let pes = plane.pes_for_array(arrays[0]).unwrap();
-        assert_eq!(pes.len(), 4, "the spare PE was removed, the narrow one kept");
+        assert_eq!(
+            pes.len(),
+            4,
+            "the spare PE was removed, the narrow one kept"
+        );
         assert_eq!(plane.pe(pes[3]).unwrap().host_queue_depth, 64);
         let extra = crate::model::HostId(2); // esx-03, the third host added
         let host = plane.host(extra).unwrap();

@@ -10,8 +10,7 @@
 use crate::binding::{ControlError, ControlPlane, Limits};
 use crate::model::{
     ArrayId, ArraySpec, ContainerId, ContainerSpec, HostId, InitiatorName, Naa, NfsVersion, PeId,
-    PeSpec,
-    Protocol, ScsiPath, VvolId, VvolSpec, VvolType,
+    PeSpec, Protocol, ScsiPath, VvolId, VvolSpec, VvolType,
 };
 
 /// IEEE company id used for the quickstart's SCSI array.

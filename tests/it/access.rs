@@ -43,8 +43,8 @@ impl World {
         let pes = (1..=n)
             .map(|i| {
                 let naa = Naa::from_parts(COMPANY, 0xACCE55, u64::from(i)).unwrap();
-                let s = PeSpec::scsi(naa, i)
-                    .with_paths(vec![ScsiPath::new(1, 1), ScsiPath::new(2, 2)]);
+                let s =
+                    PeSpec::scsi(naa, i).with_paths(vec![ScsiPath::new(1, 1), ScsiPath::new(2, 2)]);
                 plane.add_pe(array, spec(s)).unwrap()
             })
             .collect();
@@ -143,7 +143,10 @@ fn an_initiator_name_belongs_to_one_host() {
     w.plane.add_initiator(h0, a.clone()).unwrap();
     w.plane.add_initiator(h0, b.clone()).unwrap();
     w.plane.add_initiator(h0, a.clone()).unwrap(); // a repeat changes nothing
-    assert_eq!(w.plane.host(h0).unwrap().initiators, vec![b.clone(), a.clone()]);
+    assert_eq!(
+        w.plane.host(h0).unwrap().initiators,
+        vec![b.clone(), a.clone()]
+    );
     assert_eq!(w.plane.host_for_initiator(&a), Some(h0));
     // Case-folded: the same initiator.
     let upper = iqn("IQN.1998-01.COM.VMWARE:ESX-A");
@@ -168,7 +171,10 @@ fn an_initiator_name_belongs_to_one_host() {
             .add_initiator(h0, iqn(&format!("iqn.1998-01.com.vmware:n{i}")))
             .unwrap();
     }
-    assert_eq!(w.plane.host(h0).unwrap().initiators.len(), MAX_INITIATORS_PER_HOST);
+    assert_eq!(
+        w.plane.host(h0).unwrap().initiators.len(),
+        MAX_INITIATORS_PER_HOST
+    );
     let err = w
         .plane
         .add_initiator(h0, iqn("iqn.1998-01.com.vmware:one-too-many"))
@@ -187,7 +193,10 @@ fn set_pe_context_faults_only_as_vasa_declares() {
     w.bring_up(0, &w.pes[..1]);
     // An unknown PE in the list: StorageFault (setPEContext declares no
     // NotFound or InvalidArgument), and nothing changes.
-    let err = w.plane.set_pe_context(h, &[w.pes[1], PeId(999)]).unwrap_err();
+    let err = w
+        .plane
+        .set_pe_context(h, &[w.pes[1], PeId(999)])
+        .unwrap_err();
     assert!(
         matches!(err, ControlError::UnknownReportedPe { host, pe } if host == h && pe == PeId(999)),
         "{err}"
@@ -196,7 +205,10 @@ fn set_pe_context_faults_only_as_vasa_declares() {
     assert_eq!(w.plane.host(h).unwrap().pe_context, vec![w.pes[0]]);
     // An unknown session host: InvalidSession.
     let err = w.plane.set_pe_context(HostId(77), &[w.pes[0]]).unwrap_err();
-    assert!(matches!(err, ControlError::UnknownSessionHost(HostId(77))), "{err}");
+    assert!(
+        matches!(err, ControlError::UnknownSessionHost(HostId(77))),
+        "{err}"
+    );
     assert_eq!(err.fault(), VasaFault::InvalidSession);
     // A PE the host is not mapped to may be reported (the plane records
     // it), but it takes no binds until mapped.
@@ -289,7 +301,11 @@ fn queue_limits_are_per_host_and_shared() {
             matches!(err, RouteError::QueueFull { pe: p, queue_depth: 64, host_in_flight: 0 } if p == pe),
             "{err}"
         );
-        assert_eq!(router.host_in_flight(h2, pe), Some(0), "a refused command gives its place back");
+        assert_eq!(
+            router.host_in_flight(h2, pe),
+            Some(0),
+            "a refused command gives its place back"
+        );
         gate.open();
         for r in held {
             r.join().unwrap().unwrap();
@@ -479,25 +495,49 @@ mod scsi {
         w.plane.map_pe(h0, w.pes[0]).unwrap();
         w.plane.map_pe(h0, w.pes[2]).unwrap();
         let after = w.plane.router().host_inventory_changes(h0);
-        assert_eq!(after, before + 2, "each mapping changes the host's inventory");
+        assert_eq!(
+            after,
+            before + 2,
+            "each mapping changes the host's inventory"
+        );
         // No set_pe_context yet: discovery comes first.
         assert!(w.plane.host(h0).unwrap().pe_context.is_empty());
         for at in [Lun([0; 8]), vvol::scsi::REPORT_LUNS_WLUN] {
-            assert_eq!(listed(&run(&t, h0, at, &report_luns(0))), vec![alu(0), alu(2)]);
-            assert!(listed(&run(&t, h1, at, &report_luns(0))).is_empty(), "h1 is masked");
+            assert_eq!(
+                listed(&run(&t, h0, at, &report_luns(0))),
+                vec![alu(0), alu(2)]
+            );
+            assert!(
+                listed(&run(&t, h1, at, &report_luns(0))).is_empty(),
+                "h1 is masked"
+            );
         }
-        assert_eq!(run(&t, h0, alu(0), &INQUIRY).data_in[1] & 0x40, 0x40, "LU_CONG");
-        assert_eq!(run(&t, h0, alu(1), &INQUIRY).data_in[0], 0x7F, "PE 1 is not mapped");
+        assert_eq!(
+            run(&t, h0, alu(0), &INQUIRY).data_in[1] & 0x40,
+            0x40,
+            "LU_CONG"
+        );
+        assert_eq!(
+            run(&t, h0, alu(1), &INQUIRY).data_in[0],
+            0x7F,
+            "PE 1 is not mapped"
+        );
         assert_eq!(run(&t, h1, alu(0), &INQUIRY).data_in[0], 0x7F);
         assert_eq!(run(&t, h0, alu(2), &TUR).status, Status::Good);
         // The host reports a subset: visibility does not change.
         w.plane.set_pe_context(h0, &[w.pes[2]]).unwrap();
         assert_eq!(w.plane.router().host_inventory_changes(h0), after);
-        assert_eq!(listed(&run(&t, h0, Lun([0; 8]), &report_luns(0))), vec![alu(0), alu(2)]);
+        assert_eq!(
+            listed(&run(&t, h0, Lun([0; 8]), &report_luns(0))),
+            vec![alu(0), alu(2)]
+        );
         // Unmapping hides the PE.
         w.plane.unmap_pe(h0, w.pes[0]).unwrap();
         assert_eq!(w.plane.router().host_inventory_changes(h0), after + 1);
-        assert_eq!(listed(&run(&t, h0, Lun([0; 8]), &report_luns(0))), vec![alu(2)]);
+        assert_eq!(
+            listed(&run(&t, h0, Lun([0; 8]), &report_luns(0))),
+            vec![alu(2)]
+        );
         assert_eq!(run(&t, h0, alu(0), &INQUIRY).data_in[0], 0x7F);
         assert_eq!(w.plane.router().host_inventory_changes(h1), 0);
     }
@@ -521,7 +561,10 @@ mod scsi {
         let luns: Vec<Lun> = w
             .hosts
             .iter()
-            .map(|h| t.lun_of(bind_one(&w.plane, *h, v, BindContext::Normal)).unwrap())
+            .map(|h| {
+                t.lun_of(bind_one(&w.plane, *h, v, BindContext::Normal))
+                    .unwrap()
+            })
             .collect();
         assert!(luns.iter().all(|l| *l == luns[0]), "one shared binding");
         let lun = luns[0];

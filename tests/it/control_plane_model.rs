@@ -1216,7 +1216,10 @@ impl Sut {
                 assert_eq!((self.hosts[*host], self.handles[binding]), (*h, *handle));
             }
             (Fail::PeNotFound(a), ControlError::PeNotFound(b)) => assert_eq!(self.pes[*a], *b),
-            (Fail::UnknownReportedPe { host, pe }, ControlError::UnknownReportedPe { host: h, pe: p }) => {
+            (
+                Fail::UnknownReportedPe { host, pe },
+                ControlError::UnknownReportedPe { host: h, pe: p },
+            ) => {
                 assert_eq!((self.hosts[*host], self.pes[*pe]), (*h, *p));
             }
             (Fail::HostBoundOnPe { host, pes }, ControlError::HostBoundOnPe { host: h, pe }) => {
@@ -1631,7 +1634,11 @@ fn check_hosts(sut: &Sut, model: &Model) {
         assert_eq!(host.pe_context, ctx, "PE context of host {h}");
         let mapped: Vec<PeId> = model.mapped[h].iter().map(|p| sut.pes[*p]).collect();
         assert_eq!(host.mapped_pes, mapped, "PEs mapped to host {h}");
-        assert_eq!(*sut.plane.router().mapped_pes(sut.hosts[h]), mapped, "router's access rules of host {h}");
+        assert_eq!(
+            *sut.plane.router().mapped_pes(sut.hosts[h]),
+            mapped,
+            "router's access rules of host {h}"
+        );
         let rows = real_rows(sut.plane.bindings_for_host(sut.hosts[h]).unwrap());
         assert_eq!(host.bindings, rows.len());
         assert_eq!(

@@ -328,7 +328,9 @@ fn a_full_pe_queue_rejects_io_with_queue_full() {
     barrier.wait();
     assert_eq!(router.pe_stats(pe).unwrap().in_flight, 32);
     let err = router.read(h, handle, 0, &mut [0u8; 512]).unwrap_err();
-    assert!(matches!(err, RouteError::QueueFull { pe: p, queue_depth: 32, host_in_flight: 32 } if p == pe));
+    assert!(
+        matches!(err, RouteError::QueueFull { pe: p, queue_depth: 32, host_in_flight: 32 } if p == pe)
+    );
     barrier.wait();
     for r in readers {
         r.join().unwrap().unwrap();

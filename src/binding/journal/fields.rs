@@ -4,8 +4,8 @@
 use super::JournalError;
 use super::codec::{Reader, Writer};
 use crate::model::{
-    ArraySpec, ContainerSpec, InitiatorKind, InitiatorName, Naa, NfsVersion, PeSpec, PeState, Protocol, ScsiPath,
-    SecondaryIdSpace, SubsidiaryAddressing, Transport, VvolType,
+    ArraySpec, ContainerSpec, InitiatorKind, InitiatorName, Naa, NfsVersion, PeSpec, PeState,
+    Protocol, ScsiPath, SecondaryIdSpace, SubsidiaryAddressing, Transport, VvolType,
 };
 
 pub(crate) fn bad(reason: &'static str) -> JournalError {

@@ -378,7 +378,9 @@ impl Snapshot {
         while !r.at_end() {
             let section = r.u8()?;
             if section <= last_section {
-                return Err(super::fields::bad("snapshot section repeated or out of order"));
+                return Err(super::fields::bad(
+                    "snapshot section repeated or out of order",
+                ));
             }
             last_section = section;
             match section {
