@@ -75,6 +75,10 @@ pub(crate) fn fingerprint(plane: &ControlPlane) -> String {
     for h in 0..16 {
         let host = HostId(h);
         line(format!("{:?}", plane.host(host).map_err(|e| e.to_string())));
+        line(format!(
+            "  router access {:?}",
+            plane.router().mapped_pes(host)
+        ));
         if let Ok(bs) = plane.bindings_for_host(host) {
             let mut bs: Vec<String> = bs.iter().map(|b| format!("{b:?}")).collect();
             bs.sort();

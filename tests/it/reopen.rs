@@ -83,6 +83,23 @@ enum Op {
         host: usize,
         pick: usize,
     },
+    /// Map (`map`) or unmap a PE for a host (tag 18).
+    Access {
+        host: usize,
+        pe: usize,
+        map: bool,
+    },
+    /// The host reports the PEs of `mask` (it may shrink).
+    Context {
+        host: usize,
+        mask: u8,
+    },
+    /// Add or remove one of a few initiator names (tag 17).
+    Initiator {
+        host: usize,
+        name: usize,
+        add: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -108,6 +125,11 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..VVOLS + 2).prop_map(Op::Delete),
         1 => (0..VVOLS + 2).prop_map(Op::Resize),
         4 => (0..HOSTS, any::<usize>()).prop_map(|(host, pick)| Op::Write { host, pick }),
+        2 => (0..HOSTS, 0..PES, prop::bool::weighted(0.6))
+            .prop_map(|(host, pe, map)| Op::Access { host, pe, map }),
+        1 => (0..HOSTS, 0..8u8).prop_map(|(host, mask)| Op::Context { host, mask }),
+        1 => (0..HOSTS, 0..4usize, any::<bool>())
+            .prop_map(|(host, name, add)| Op::Initiator { host, name, add }),
     ]
 }
 
@@ -275,6 +297,30 @@ impl World {
                 let v = self.vvol(*i);
                 let cap = plane.vvol(v).map_or(1 << 20, |v| v.capacity_bytes);
                 plane.resize_vvol(v, cap + (1 << 20))
+            }
+            Op::Access { host, pe, map } => {
+                let (h, p) = (self.hosts[*host], self.pes[*pe]);
+                if *map {
+                    plane.map_pe(h, p)
+                } else {
+                    plane.unmap_pe(h, p)
+                }
+            }
+            Op::Context { host, mask } => {
+                let pes: Vec<PeId> = (0..PES)
+                    .filter(|p| mask & (1 << p) != 0)
+                    .map(|p| self.pes[p])
+                    .collect();
+                plane.set_pe_context(self.hosts[*host], &pes)
+            }
+            Op::Initiator { host, name, add } => {
+                let name: InitiatorName =
+                    format!("iqn.1998-01.com.vmware:n{name}").parse().unwrap();
+                if *add {
+                    plane.add_initiator(self.hosts[*host], name)
+                } else {
+                    plane.remove_initiator(self.hosts[*host], &name)
+                }
             }
             Op::Write { host, pick } => {
                 if let Some(b) = self.held(*host, *pick) {
