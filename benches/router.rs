@@ -465,6 +465,7 @@ fn small_plane(n: usize) -> (ControlPlane, HostId, Vec<BindHandle>, Vec<VvolId>)
     let naa = Naa::from_parts(0x1a2b, 1, 1).unwrap();
     let pe = plane.add_pe(a, PeSpec::scsi(naa, 1)).unwrap();
     let host = plane.add_host("h").unwrap();
+    plane.map_pe(host, pe).unwrap();
     plane.set_pe_context(host, &[pe]).unwrap();
     let vvols: Vec<_> = (0..n)
         .map(|_| {
@@ -560,6 +561,9 @@ fn storm_group(c: &mut Criterion, name: &str, plane: ControlPlane) {
     let hosts: Vec<HostId> = (0..STORM_HOSTS)
         .map(|i| {
             let h = plane.add_host(&format!("esx{i}")).unwrap();
+            for pe in pes.iter() {
+                plane.map_pe(h, *pe).unwrap();
+            }
             plane.set_pe_context(h, &pes).unwrap();
             h
         })

@@ -31,7 +31,8 @@
 //! let naa = Naa::from_parts(0x00_1A_2B, 1, 1).ok_or("NAA fields out of range")?;
 //! let pe = plane.add_pe(array, PeSpec::scsi(naa, 254))?;
 //! let host = plane.add_host("esx-01")?;
-//! plane.set_pe_context(host, &[pe])?;
+//! plane.map_pe(host, pe)?; // LUN masking: the array maps the PE to the host
+//! plane.set_pe_context(host, &[pe])?; // the host reports the PE it discovered
 //! let vvol = plane.create_vvol(gold, VvolSpec::new(VvolType::Data, 64 << 20))?;
 //!
 //! // One result per vVol of the batch.
@@ -92,10 +93,11 @@ pub use binding::{
 pub use error::Error;
 pub use model::{
     Array, ArrayId, ArraySpec, BackendKey, BindContext, BindHandle, BindingInfo, ConfigError,
-    Container, ContainerId, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT, DEFAULT_QUEUE_DEPTH,
-    ESXI_DEFAULT_MAX_LUN, EventId, Generation, Host, HostId, MAX_ADMIN_LUN, MAX_BACKEND_KEY_LEN,
-    MAX_DNS_NAME_LEN, MAX_ECHOED_INPUT, MAX_EXPORT_PATH_LEN, MAX_EXTENDED_FLAT_24_ID,
-    MAX_EXTENDED_FLAT_40_ID, MAX_IEEE_COMPANY_ID, MAX_OVERCOMMIT_PERCENT, MAX_PATHS_PER_PE,
+    Container, ContainerId, ContainerSpec, DEFAULT_HOST_QUEUE_DEPTH, DEFAULT_OVERCOMMIT_PERCENT,
+    DEFAULT_QUEUE_DEPTH, ESXI_DEFAULT_MAX_LUN, EventId, Generation, Host, HostId, InitiatorKind,
+    InitiatorName, MAX_ADMIN_LUN, MAX_BACKEND_KEY_LEN, MAX_DNS_NAME_LEN, MAX_ECHOED_INPUT,
+    MAX_EXPORT_PATH_LEN, MAX_EXTENDED_FLAT_24_ID, MAX_EXTENDED_FLAT_40_ID, MAX_IEEE_COMPANY_ID,
+    MAX_INITIATOR_NAME_LEN, MAX_INITIATORS_PER_HOST, MAX_OVERCOMMIT_PERCENT, MAX_PATHS_PER_PE,
     MAX_QUEUE_DEPTH, MAX_SECONDARY_IDS_PER_PE, MAX_SIMPLE_SECONDARY_ID, MAX_VASA_SECONDARY_ID_LEN,
     MIB, MIN_OVERCOMMIT_PERCENT, MIN_QUEUE_DEPTH, Naa, NfsVersion, ParseError, PeId, PeInBandId,
     PeSpec, PeState, Protocol, ProtocolEndpoint, SCSI_SECONDARY_ID_LEN, ScsiPath, SecondaryId,

@@ -17,32 +17,38 @@ use super::state::{
 };
 use crate::backend::{BackendError, BlockBackend};
 use crate::model::{
-    Generation, HostId, PeId, PeState, SecondaryIdSpace, Transport, check_capacity, check_name,
+    Generation, HostId, MAX_INITIATORS_PER_HOST, PeId, PeState, SecondaryIdSpace, Transport,
+    check_capacity, check_name,
 };
 use crate::router::{LiveBinding, Router, TableState, VolumeCore};
 
 /// A change of the router, made once its record is durable.
 #[derive(Debug)]
 pub(crate) enum RouterOp {
-    /// A PE with its space, queue depth and whether ids are per host.
-    AddPe(PeId, SecondaryIdSpace, u32, bool),
+    /// A PE with its space, shared and per-host queue depths, and whether
+    /// its ids are per host.
+    AddPe(PeId, SecondaryIdSpace, u32, u32, bool),
+    HostAdded(HostId),
+    /// The PEs now mapped to a host (all of them).
+    HostAccess(HostId, Vec<PeId>),
     SetState(PeId, TableState),
     Publish(BindingKey, Arc<LiveBinding>),
     Replace(BindingKey, Arc<LiveBinding>),
     Retire(BindingKey),
-    /// The PEs mapped for a host changed (REPORTED LUNS DATA HAS CHANGED).
-    HostInventory(HostId),
 }
 
 impl RouterOp {
     pub(crate) fn run(self, router: &Router) {
         match self {
-            Self::AddPe(pe, space, depth, per_host) => router.add_pe(pe, space, depth, per_host),
+            Self::AddPe(pe, space, depth, host_depth, per_host) => {
+                router.add_pe(pe, space, depth, host_depth, per_host);
+            }
+            Self::HostAdded(host) => router.add_host(host),
+            Self::HostAccess(host, pes) => router.set_host_access(host, pes),
             Self::SetState(pe, s) => router.set_pe_state(pe, s),
             Self::Publish((pe, sid, host), b) => router.publish(pe, host, sid, b),
             Self::Replace((pe, sid, host), b) => router.replace(pe, host, sid, b),
             Self::Retire((pe, sid, host)) => router.retire(pe, host, sid),
-            Self::HostInventory(host) => router.bump_host_inventory(host),
         }
     }
 }
@@ -194,6 +200,7 @@ impl State {
                     *id,
                     space,
                     spec.queue_depth(),
+                    spec.host_queue_depth(),
                     scope.is_per_host(),
                 ));
                 self.pes
@@ -213,8 +220,14 @@ impl State {
                 if let Some(a) = self.arrays.get_mut(&array) {
                     a.pes.remove(id);
                 }
-                for h in self.hosts.values_mut() {
+                for (hid, h) in &mut self.hosts {
                     h.pe_context.remove(id);
+                    if h.mapped.remove(id) {
+                        ops.push(RouterOp::HostAccess(
+                            *hid,
+                            h.mapped.iter().copied().collect(),
+                        ));
+                    }
                 }
                 ops.push(RouterOp::SetState(*id, TableState::Removed));
                 self.events.push(EventKind::PeRemoved { array, pe: *id });
@@ -236,17 +249,27 @@ impl State {
                     *id,
                     HostState {
                         name: name.clone(),
+                        initiators: Default::default(),
+                        mapped: Default::default(),
                         pe_context: Default::default(),
                         bindings: Default::default(),
                     },
                 );
+                ops.push(RouterOp::HostAdded(*id));
             }
             Record::RemoveHost(id) => {
                 let h = self.hosts.get(id).ok_or(invalid("unknown host"))?;
                 if !h.bindings.is_empty() {
                     return Err(invalid("removing a host with bindings"));
                 }
-                self.hosts.remove(id);
+                if let Some(h) = self.hosts.remove(id) {
+                    for name in &h.initiators {
+                        self.initiators.remove(name);
+                    }
+                    if !h.mapped.is_empty() {
+                        ops.push(RouterOp::HostAccess(*id, Vec::new()));
+                    }
+                }
             }
             Record::SetPeContext { host, pes } => {
                 if pes.len() > limits.max_pes as usize {
@@ -256,12 +279,59 @@ impl State {
                     return Err(invalid("PE context names an unknown PE"));
                 }
                 let h = self.hosts.get_mut(host).ok_or(invalid("unknown host"))?;
-                let new: std::collections::BTreeSet<PeId> = pes.iter().copied().collect();
-                if h.bindings.iter().any(|k| !new.contains(&k.0)) {
-                    return Err(invalid("PE context drops a PE the host is bound on"));
+                // A shrinking context is recorded as reported: bindings on a
+                // PE that left it stay (VASA setPEContext, review S3).
+                h.pe_context = pes.iter().copied().collect();
+            }
+            Record::Initiator { host, name, add } => {
+                let h = self
+                    .hosts
+                    .get(host)
+                    .ok_or(invalid("initiator of an unknown host"))?;
+                if *add {
+                    if self.initiators.contains_key(name) {
+                        return Err(invalid("initiator name already belongs to a host"));
+                    }
+                    if h.initiators.len() >= MAX_INITIATORS_PER_HOST {
+                        return Err(invalid("more initiators than MAX_INITIATORS_PER_HOST"));
+                    }
+                } else if !h.initiators.contains(name) {
+                    return Err(invalid("removing an initiator the host does not have"));
                 }
-                h.pe_context = new;
-                ops.push(RouterOp::HostInventory(*host));
+                if let Some(h) = self.hosts.get_mut(host) {
+                    if *add {
+                        h.initiators.insert(name.clone());
+                        self.initiators.insert(name.clone(), *host);
+                    } else {
+                        h.initiators.remove(name);
+                        self.initiators.remove(name);
+                    }
+                }
+            }
+            Record::MapPe { host, pe, mapped } => {
+                if !self.pes.contains_key(pe) {
+                    return Err(invalid("access rule for an unknown PE"));
+                }
+                let h = self
+                    .hosts
+                    .get_mut(host)
+                    .ok_or(invalid("access rule for an unknown host"))?;
+                if *mapped {
+                    if !h.mapped.insert(*pe) {
+                        return Err(invalid("mapping a PE that is mapped"));
+                    }
+                } else {
+                    if h.bindings.iter().any(|k| k.0 == *pe) {
+                        return Err(invalid("unmapping a PE the host is bound on"));
+                    }
+                    if !h.mapped.remove(pe) {
+                        return Err(invalid("unmapping a PE that is not mapped"));
+                    }
+                }
+                ops.push(RouterOp::HostAccess(
+                    *host,
+                    h.mapped.iter().copied().collect(),
+                ));
             }
             Record::CreateVvol {
                 id,
@@ -472,7 +542,7 @@ impl State {
 
     fn apply_bind_item(
         &mut self,
-        host: crate::model::HostId,
+        host: HostId,
         item: &BindItem,
         ops: &mut Vec<RouterOp>,
     ) -> Result<(), ApplyError> {

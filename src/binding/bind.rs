@@ -407,11 +407,13 @@ fn plan(
         }
         let active =
             |key: &BindingKey| st.pes.get(&key.0).map(|p| p.state) == Some(PeState::Active);
+        // Only eligible PEs take binds: a binding the host holds on a PE
+        // that left its context keeps serving, but is not bound again.
         let existing = v
             .bindings
             .iter()
             .copied()
-            .find(|k| active(k) && holds(k))
+            .find(|k| active(k) && holds(k) && eligible.contains(&k.0))
             .or_else(|| {
                 v.bindings
                     .iter()
@@ -525,15 +527,16 @@ fn finish(
     (items, results)
 }
 
-/// Active PEs of the container's array with its protocol in the host's PE
-/// context, in id order.
+/// Active PEs of the container's array with its protocol that are both
+/// mapped to the host (access rules) and in its PE context (what it
+/// reported), in id order.
 fn eligible_pes(st: &State, host: HostId, container: ContainerId) -> Vec<PeId> {
     let (Some(c), Some(h)) = (st.containers.get(&container), st.hosts.get(&host)) else {
         return Vec::new();
     };
     let protocol = c.spec.protocol();
     h.pe_context
-        .iter()
+        .intersection(&h.mapped)
         .copied()
         .filter(|pe| {
             st.pes.get(pe).is_some_and(|e| {

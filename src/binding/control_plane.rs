@@ -39,7 +39,8 @@ pub const MAX_PES: u32 = 1 << 16;
 /// let gold = plane.add_container(array, ContainerSpec::new("gold", Protocol::Scsi, 1 << 40))?;
 /// let pe = plane.add_pe(array, PeSpec::scsi(Naa::from_parts(0x00_1a_2b, 1, 0).unwrap(), 255))?;
 /// let host = plane.add_host("esx-01")?;
-/// plane.set_pe_context(host, &[pe])?;
+/// plane.map_pe(host, pe)?; // LUN masking: the array maps the PE to the host
+/// plane.set_pe_context(host, &[pe])?; // the host reports what it discovered
 /// let disk = plane.create_vvol(gold, VvolSpec::new(VvolType::Data, 64 << 20))?;
 ///
 /// let handle = plane.bind(host, &[disk], BindContext::Normal)?.remove(0)?;
@@ -288,7 +289,8 @@ impl ControlPlane {
         Ok(id)
     }
 
-    /// Adds a host with an empty PE context.
+    /// Adds a host with no initiators, no PE mapped to it ([`map_pe`](Self::map_pe))
+    /// and an empty PE context.
     ///
     /// # Errors
     /// [`ControlError::Config`] for a bad name, [`ControlError::TooMany`],
@@ -321,38 +323,6 @@ impl ControlPlane {
             return Err(ControlError::HostBoundOnPe { host, pe: key.0 });
         }
         self.commit(st, Record::RemoveHost(host), None)
-    }
-
-    /// Sets the PEs `host` can see (VASA `setPEContext`), replacing the
-    /// previous set. Duplicates are ignored. PEs keep their place in every
-    /// context whatever their state, until removed.
-    ///
-    /// # Errors
-    /// [`ControlError::HostNotFound`], [`ControlError::PeNotFound`],
-    /// [`ControlError::TooMany`] (more PEs than `max_pes`),
-    /// [`ControlError::HostBoundOnPe`] when a PE leaving the context still
-    /// carries bindings of this host.
-    pub fn set_pe_context(&self, host: HostId, pes: &[PeId]) -> Result<(), ControlError> {
-        if pes.len() > self.limits.max_pes as usize {
-            return Err(too_many("PEs in a PE context", self.limits.max_pes));
-        }
-        let st = self.lock();
-        let h = st.host(host)?;
-        let mut new: Vec<PeId> = pes.to_vec();
-        new.sort_unstable();
-        new.dedup();
-        if let Some(pe) = new.iter().find(|pe| !st.pes.contains_key(pe)) {
-            return Err(ControlError::PeNotFound(*pe));
-        }
-        if let Some(key) = h
-            .bindings
-            .iter()
-            .filter(|k| new.binary_search(&k.0).is_err())
-            .min()
-        {
-            return Err(ControlError::HostBoundOnPe { host, pe: key.0 });
-        }
-        self.commit(st, Record::SetPeContext { host, pes: new }, None)
     }
 
     /// Creates a vVol in `container`, its bytes in a new sparse

@@ -23,7 +23,10 @@ use super::state::{
 };
 use super::{FewestBindings, Limits, PeSelectionPolicy};
 use crate::backend::{BlockBackend, MemoryBackend};
-use crate::model::{BackendKey, PeState, Transport, VvolId, check_capacity, check_name};
+use crate::model::{
+    BackendKey, MAX_INITIATORS_PER_HOST, PeId, PeState, Transport, VvolId, check_capacity,
+    check_name,
+};
 use crate::router::VolumeCore;
 
 /// Gives back the backend of a vVol created with
@@ -508,6 +511,8 @@ pub(super) fn snapshot_of(st: &State, index: u64) -> Snapshot {
             .map(|(id, h)| HostData {
                 id: *id,
                 name: h.name.clone(),
+                initiators: h.initiators.iter().cloned().collect(),
+                mapped: h.mapped.iter().copied().collect(),
                 pe_context: h.pe_context.iter().copied().collect(),
             })
             .collect(),
@@ -673,6 +678,7 @@ fn state_from_snapshot(
             p.id,
             space,
             p.spec.queue_depth(),
+            p.spec.host_queue_depth(),
             scope.is_per_host(),
         ));
         ops.push(RouterOp::SetState(p.id, table_state(p.state)));
@@ -691,10 +697,28 @@ fn state_from_snapshot(
         {
             return Err(bad("PE context names an unknown PE"));
         }
+        if h.mapped.len() > limits.max_pes as usize
+            || h.mapped.iter().any(|pe| !st.pes.contains_key(pe))
+        {
+            return Err(bad("access rule names an unknown PE"));
+        }
+        if h.initiators.len() > MAX_INITIATORS_PER_HOST {
+            return Err(bad("more initiators than MAX_INITIATORS_PER_HOST"));
+        }
+        for name in &h.initiators {
+            if st.initiators.insert(name.clone(), h.id).is_some() {
+                return Err(bad("initiator name of two hosts"));
+            }
+        }
+        let mapped: BTreeSet<PeId> = h.mapped.iter().copied().collect();
+        ops.push(RouterOp::HostAdded(h.id));
+        ops.push(RouterOp::HostAccess(h.id, mapped.iter().copied().collect()));
         st.hosts.insert(
             h.id,
             HostState {
                 name: h.name.clone(),
+                initiators: h.initiators.iter().cloned().collect(),
+                mapped,
                 pe_context: h.pe_context.iter().copied().collect(),
                 bindings: HashSet::new(),
             },

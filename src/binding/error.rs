@@ -2,8 +2,8 @@
 
 use crate::backend::BackendError;
 use crate::model::{
-    ArrayId, BindHandle, ConfigError, ContainerId, EventId, Generation, HostId, Naa, PeId,
-    PeInBandId, PeState, Protocol, VasaHandleError, VvolId,
+    ArrayId, BindHandle, ConfigError, ContainerId, EventId, Generation, HostId, InitiatorName, Naa,
+    PeId, PeInBandId, PeState, Protocol, VasaHandleError, VvolId,
 };
 
 /// The VASA 2.x fault a [`ControlError`] corresponds to.
@@ -24,6 +24,9 @@ pub enum VasaFault {
     LostEvent,
     /// `StorageFault`.
     StorageFault,
+    /// `InvalidSession`: the call's session (its UsageContext host) is not
+    /// valid.
+    InvalidSession,
 }
 
 /// An error of a control-plane call. Per-item bind results use it too.
@@ -60,8 +63,8 @@ pub enum ControlError {
         /// Another container in the same call.
         other: ContainerId,
     },
-    /// No active PE of the container's array with its protocol is in the
-    /// host's PE context.
+    /// No active PE of the container's array with its protocol is both
+    /// mapped to the host and in its PE context.
     #[error("no active {protocol:?} PE of {array} serving {container} is visible to {host}")]
     NoEligiblePe {
         /// The binding host.
@@ -198,13 +201,48 @@ pub enum ControlError {
         /// Its bindings.
         bindings: usize,
     },
-    /// The host holds bindings on the PE, so the PE cannot leave its PE
-    /// context (or the host cannot be removed).
+    /// The host holds bindings on the PE, so the PE cannot be unmapped
+    /// from it (or the host cannot be removed).
     #[error("{host} holds bindings on {pe}")]
     HostBoundOnPe {
         /// The host.
         host: HostId,
         /// The PE.
+        pe: PeId,
+    },
+    /// The initiator name already belongs to another host (a name is one
+    /// initiator node, owned by at most one host).
+    #[error("initiator {name} belongs to {owner}; it cannot be added to {host}")]
+    InitiatorInUse {
+        /// The name.
+        name: InitiatorName,
+        /// The host it was to be added to.
+        host: HostId,
+        /// The host that has it.
+        owner: HostId,
+    },
+    /// The host has no initiator of this name.
+    #[error("{host} has no initiator {name}")]
+    InitiatorNotFound {
+        /// The host.
+        host: HostId,
+        /// The name.
+        name: InitiatorName,
+    },
+    /// `setPEContext` for a host the provider does not know: the session's
+    /// UsageContext names no host (VASA InvalidSession, one of the faults
+    /// setPEContext declares).
+    #[error("the session's host {0} does not exist")]
+    UnknownSessionHost(HostId),
+    /// `setPEContext` listing a PE the provider does not know. setPEContext
+    /// declares only InvalidSession, VasaProviderBusy, NotImplemented and
+    /// StorageFault (domain.md 2.2), so a list the provider cannot
+    /// reconcile with its arrays is a StorageFault; nothing changed.
+    #[error("{host} reports {pe}, which this provider does not have")]
+    UnknownReportedPe {
+        /// The reporting host.
+        host: HostId,
+        /// The first unknown PE of its list.
         pe: PeId,
     },
     /// The PE has bindings, so it cannot be removed.
@@ -385,7 +423,10 @@ impl ControlError {
             | E::HandleNotFound { .. }
             | E::BindingNotFound(_)
             | E::StaleGeneration { .. }
-            | E::VasaHandleNotFound { .. } => VasaFault::NotFound,
+            | E::VasaHandleNotFound { .. }
+            | E::InitiatorNotFound { .. } => VasaFault::NotFound,
+            E::InitiatorInUse { .. } => VasaFault::InvalidArgument,
+            E::UnknownSessionHost(_) => VasaFault::InvalidSession,
             E::VvolBound { .. }
             | E::HostBoundOnPe { .. }
             | E::PeBound { .. }
@@ -394,6 +435,7 @@ impl ControlError {
             E::QuotaExceeded { .. } | E::SecondaryIdsExhausted { .. } => VasaFault::OutOfResource,
             E::LostEvent { .. } => VasaFault::LostEvent,
             E::NoEligiblePe { .. }
+            | E::UnknownReportedPe { .. }
             | E::Backend(_)
             | E::Journal(_)
             | E::PolicyPanicked

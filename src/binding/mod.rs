@@ -6,6 +6,7 @@
 //! it through `mutate.rs`, the one path to state, journal and router;
 //! `apply.rs` is the only code that changes the state.
 
+mod access;
 mod apply;
 mod bind;
 mod control_plane;

@@ -127,6 +127,7 @@ impl ControlPlane {
             array: e.array,
             transport: e.spec.transport().clone(),
             queue_depth: e.spec.queue_depth(),
+            host_queue_depth: e.spec.host_queue_depth(),
             secondary_ids: e.spec.secondary_ids(),
             state: e.state,
             bindings: e.bindings,
@@ -143,6 +144,8 @@ impl ControlPlane {
         Ok(Host {
             id,
             name: h.name.clone(),
+            initiators: h.initiators.iter().cloned().collect(),
+            mapped_pes: h.mapped.iter().copied().collect(),
             pe_context: h.pe_context.iter().copied().collect(),
             bindings: h.bindings.len(),
         })

@@ -11,8 +11,8 @@ use super::events::EventLog;
 use super::id_pool::IdPool;
 use crate::model::{
     ArrayId, ArraySpec, BackendKey, BindHandle, ContainerId, ContainerSpec, Generation, HostId,
-    LuReservations, PeId, PeSpec, PeState, PrLu, SecondaryId, SecondaryIdScope, VvolId, VvolKey,
-    VvolType,
+    InitiatorName, LuReservations, PeId, PeSpec, PeState, PrLu, SecondaryId, SecondaryIdScope,
+    VvolId, VvolKey, VvolType,
 };
 use crate::router::{INLINE_HOSTS, LiveBinding, VolumeCore};
 
@@ -177,6 +177,11 @@ impl PeEntry {
 #[derive(Debug)]
 pub(crate) struct HostState {
     pub(crate) name: String,
+    /// Its initiator names (each in `State::initiators` too).
+    pub(crate) initiators: BTreeSet<InitiatorName>,
+    /// The PEs its access rules map to it (LUN masking).
+    pub(crate) mapped: BTreeSet<PeId>,
+    /// The PEs it reported (VASA `setPEContext`).
     pub(crate) pe_context: BTreeSet<PeId>,
     pub(crate) bindings: HashSet<BindingKey>,
 }
@@ -218,6 +223,8 @@ pub(crate) struct State {
     pub(crate) containers: BTreeMap<ContainerId, ContainerState>,
     pub(crate) pes: BTreeMap<PeId, PeEntry>,
     pub(crate) hosts: BTreeMap<HostId, HostState>,
+    /// Which host each initiator name belongs to.
+    pub(crate) initiators: HashMap<InitiatorName, HostId>,
     pub(crate) vvols: HashMap<VvolId, VvolEntry>,
     pub(crate) bindings: HashMap<BindingKey, BindingEntry>,
     pub(crate) events: EventLog,
@@ -248,6 +255,7 @@ impl State {
             containers: BTreeMap::new(),
             pes: BTreeMap::new(),
             hosts: BTreeMap::new(),
+            initiators: HashMap::new(),
             vvols: HashMap::new(),
             bindings: HashMap::new(),
             events: EventLog::new(event_window),
@@ -416,9 +424,6 @@ impl State {
                 if !host.bindings.contains(key) {
                     return Err("binding missing from its host");
                 }
-                if !host.pe_context.contains(&key.0) {
-                    return Err("binding PE outside the host's PE context");
-                }
             }
             *per_pe.entry(key.0).or_default() += 1;
         }
@@ -509,6 +514,23 @@ impl State {
             if h.pe_context.iter().any(|pe| !self.pes.contains_key(pe)) {
                 return Err("PE context names an unknown PE");
             }
+            if h.mapped.iter().any(|pe| !self.pes.contains_key(pe)) {
+                return Err("access rule names an unknown PE");
+            }
+            for name in &h.initiators {
+                if self.initiators.get(name) != Some(id) {
+                    return Err("initiator name not indexed to its host");
+                }
+            }
+        }
+        if self.initiators.len()
+            != self
+                .hosts
+                .values()
+                .map(|h| h.initiators.len())
+                .sum::<usize>()
+        {
+            return Err("initiator index does not match the hosts");
         }
         self.validate_reservations()
     }

@@ -1,9 +1,13 @@
-//! Hosts and their PE contexts.
+//! Hosts: their initiator names, the PEs the array maps to them (LUN
+//! masking) and their PE contexts.
 
-use super::{HostId, PeId};
+use super::{HostId, InitiatorName, PeId};
 
-/// A snapshot of a host: its name and its PE context (VASA `setPEContext`),
-/// the PEs it can see.
+/// A snapshot of a host: its name, its initiators, the PEs its access
+/// rules map to it (array LUN masking, [`ControlPlane::map_pe`]) and its PE
+/// context (VASA `setPEContext`: the PEs the host reports it discovered).
+///
+/// [`ControlPlane::map_pe`]: crate::ControlPlane::map_pe
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Host {
@@ -11,7 +15,11 @@ pub struct Host {
     pub id: HostId,
     /// Its name.
     pub name: String,
-    /// The PEs it can see, in id order.
+    /// Its initiator names, in name order.
+    pub initiators: Vec<InitiatorName>,
+    /// The PEs mapped to it (it discovers them in-band), in id order.
+    pub mapped_pes: Vec<PeId>,
+    /// The PEs it reported seeing, in id order.
     pub pe_context: Vec<PeId>,
     /// How many bindings it holds.
     pub bindings: usize,

@@ -8,6 +8,7 @@ mod container;
 mod handle;
 mod host;
 mod ids;
+mod initiator;
 mod naa;
 mod parse_error;
 mod protocol_endpoint;
@@ -31,12 +32,15 @@ pub use ids::{
     ArrayId, ContainerId, EventId, Generation, HostId, PeId, SecondaryId, VVOL_ID_PREFIX, VvolId,
     VvolKey,
 };
+pub use initiator::{
+    InitiatorKind, InitiatorName, MAX_INITIATOR_NAME_LEN, MAX_INITIATORS_PER_HOST,
+};
 pub use naa::{MAX_IEEE_COMPANY_ID, Naa};
 pub use parse_error::{MAX_ECHOED_INPUT, ParseError};
 pub use protocol_endpoint::{
-    DEFAULT_QUEUE_DEPTH, ESXI_DEFAULT_MAX_LUN, MAX_ADMIN_LUN, MAX_DNS_NAME_LEN,
-    MAX_EXPORT_PATH_LEN, MAX_PATHS_PER_PE, MAX_QUEUE_DEPTH, MIN_QUEUE_DEPTH, NfsVersion, PeSpec,
-    PeState, ProtocolEndpoint, ScsiPath, Transport,
+    DEFAULT_HOST_QUEUE_DEPTH, DEFAULT_QUEUE_DEPTH, ESXI_DEFAULT_MAX_LUN, MAX_ADMIN_LUN,
+    MAX_DNS_NAME_LEN, MAX_EXPORT_PATH_LEN, MAX_PATHS_PER_PE, MAX_QUEUE_DEPTH, MIN_QUEUE_DEPTH,
+    NfsVersion, PeSpec, PeState, ProtocolEndpoint, ScsiPath, Transport,
 };
 pub use reservation::{LuReservations, PrLu, PrNexus, PrRegistration, PrReservation, PrType};
 pub use secondary_id_scope::SecondaryIdScope;

@@ -23,11 +23,26 @@ pub enum ParseError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// Not an iSCSI name (RFC 7143 4.2.7): `iqn.`, `eui.` or `naa.`.
+    #[error("invalid initiator name {input:?}: {reason}")]
+    InitiatorName {
+        /// The input, cut to [`MAX_ECHOED_INPUT`] characters.
+        input: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 impl ParseError {
     pub(crate) fn vvol_id(input: &str, reason: &'static str) -> Self {
         Self::VvolId {
+            input: echo(input),
+            reason,
+        }
+    }
+
+    pub(crate) fn initiator_name(input: &str, reason: &'static str) -> Self {
+        Self::InitiatorName {
             input: echo(input),
             reason,
         }

@@ -5,11 +5,21 @@ use std::net::IpAddr;
 use super::config_error::check_name;
 use super::{ArrayId, ConfigError, Naa, PeId, Protocol, SecondaryIdSpace};
 
-/// Default PE queue depth (ESXi `Scsi.ScsiVVolPESNRO` since 7.0U2).
-pub const DEFAULT_QUEUE_DEPTH: u32 = 256;
-/// Smallest allowed PE queue depth.
+/// Default depth of a PE's array-side queue, shared by every host and
+/// every vVol bound behind the PE (BUSY when it is full). Arrays limit
+/// outstanding commands per front-end port (2048 for a typical FC port;
+/// review S4), not per host, so the default leaves room for eight hosts at
+/// their default [`DEFAULT_HOST_QUEUE_DEPTH`].
+pub const DEFAULT_QUEUE_DEPTH: u32 = 2048;
+/// Default per-(host, PE) queue depth: ESXi's `Scsi.ScsiVVolPESNRO`, the
+/// host's outstanding-request limit for one PE device (its DSNRO), 256 from
+/// ESXi 7.0U2 on (128 before; domain.md 3.6). One host's own commands fill
+/// it (TASK SET FULL, SAM-5 5.3).
+pub const DEFAULT_HOST_QUEUE_DEPTH: u32 = 256;
+/// Smallest allowed PE queue depth (either limit; ESXi's range for
+/// `Scsi.ScsiVVolPESNRO` is 32..=4096).
 pub const MIN_QUEUE_DEPTH: u32 = 32;
-/// Largest allowed PE queue depth.
+/// Largest allowed PE queue depth (either limit).
 pub const MAX_QUEUE_DEPTH: u32 = 4096;
 /// Largest administrative LUN (14 bits: SAM-5 simple logical unit and flat
 /// space addressing). PEs from 256 up are reported in flat space
@@ -122,6 +132,7 @@ impl Transport {
 pub struct PeSpec {
     transport: Transport,
     queue_depth: u32,
+    host_queue_depth: u32,
     secondary_ids: SecondaryIdSpace,
 }
 
@@ -151,6 +162,7 @@ impl PeSpec {
         Self {
             transport,
             queue_depth: DEFAULT_QUEUE_DEPTH,
+            host_queue_depth: DEFAULT_HOST_QUEUE_DEPTH,
             secondary_ids: SecondaryIdSpace::default(),
         }
     }
@@ -178,10 +190,21 @@ impl PeSpec {
         self
     }
 
-    /// Sets the queue depth shared by every vVol bound behind the PE.
+    /// Sets the depth of the PE's array-side queue, shared by every host
+    /// and every vVol bound behind the PE (default
+    /// [`DEFAULT_QUEUE_DEPTH`]).
     #[must_use]
     pub const fn with_queue_depth(mut self, depth: u32) -> Self {
         self.queue_depth = depth;
+        self
+    }
+
+    /// Sets the per-(host, PE) queue depth: how many commands one host may
+    /// have outstanding on the PE (ESXi `Scsi.ScsiVVolPESNRO`, default
+    /// [`DEFAULT_HOST_QUEUE_DEPTH`]).
+    #[must_use]
+    pub const fn with_host_queue_depth(mut self, depth: u32) -> Self {
+        self.host_queue_depth = depth;
         self
     }
 
@@ -201,10 +224,16 @@ impl PeSpec {
         &self.transport
     }
 
-    /// The queue depth.
+    /// The depth of the array-side queue shared by all hosts.
     #[must_use]
     pub const fn queue_depth(&self) -> u32 {
         self.queue_depth
+    }
+
+    /// The per-(host, PE) queue depth.
+    #[must_use]
+    pub const fn host_queue_depth(&self) -> u32 {
+        self.host_queue_depth
     }
 
     /// The secondary-id space.
@@ -245,12 +274,14 @@ impl PeSpec {
     /// [`ConfigError::NfsV3NeedsOnePath`], [`ConfigError::BadNfsServer`],
     /// [`ConfigError::BadExportPath`].
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(MIN_QUEUE_DEPTH..=MAX_QUEUE_DEPTH).contains(&self.queue_depth) {
-            return Err(ConfigError::BadQueueDepth {
-                value: self.queue_depth,
-                min: MIN_QUEUE_DEPTH,
-                max: MAX_QUEUE_DEPTH,
-            });
+        for value in [self.queue_depth, self.host_queue_depth] {
+            if !(MIN_QUEUE_DEPTH..=MAX_QUEUE_DEPTH).contains(&value) {
+                return Err(ConfigError::BadQueueDepth {
+                    value,
+                    min: MIN_QUEUE_DEPTH,
+                    max: MAX_QUEUE_DEPTH,
+                });
+            }
         }
         match &self.transport {
             Transport::Scsi {
@@ -363,8 +394,11 @@ pub struct ProtocolEndpoint {
     pub array: ArrayId,
     /// How the PE is reached.
     pub transport: Transport,
-    /// Queue depth shared by every vVol bound behind it.
+    /// Depth of its array-side queue, shared by every host and vVol.
     pub queue_depth: u32,
+    /// How many commands one host may have outstanding on it (ESXi
+    /// `Scsi.ScsiVVolPESNRO`).
+    pub host_queue_depth: u32,
     /// The secondary ids it hands out.
     pub secondary_ids: SecondaryIdSpace,
     /// Its state.

@@ -68,13 +68,30 @@ pub enum RouteError {
         /// The vVol's logical block size.
         block_size: u32,
     },
-    /// The PE's shared queue is full.
+    /// The host's own queue on the PE is full: it has `queue_depth`
+    /// commands outstanding there (ESXi `Scsi.ScsiVVolPESNRO`). SCSI: TASK
+    /// SET FULL.
+    #[error("{host} has {queue_depth} commands in flight on {pe}, its queue depth there")]
+    HostQueueFull {
+        /// The host.
+        host: HostId,
+        /// The PE.
+        pe: PeId,
+        /// The per-(host, PE) queue depth.
+        queue_depth: u32,
+    },
+    /// The PE's array-side queue, shared by all hosts, is full. SCSI: BUSY
+    /// when the host had no other command on the PE, TASK SET FULL when it
+    /// had (SAM-5 5.3.1).
     #[error("the queue of {pe} is full ({queue_depth} commands in flight)")]
     QueueFull {
         /// The PE whose queue is full.
         pe: PeId,
         /// Its queue depth.
         queue_depth: u32,
+        /// Commands the rejected command's host already had in flight on
+        /// the PE.
+        host_in_flight: u32,
     },
     /// The backend of the vVol failed.
     #[error("backend of {vvol} failed: {source}")]

@@ -20,10 +20,12 @@ impl Drop for QueueSlot<'_> {
     }
 }
 
-/// An admitted I/O: the PE, the pinned binding and the queue place.
+/// An admitted I/O: the PE, the pinned binding and its places in the
+/// host's queue and the PE's shared queue.
 struct Admitted<'a> {
     table: &'a PeTable,
     binding: arc_swap::Guard<Option<Arc<LiveBinding>>>,
+    _host_queue: Option<QueueSlot<'a>>,
     _queue: QueueSlot<'a>,
 }
 
@@ -107,12 +109,28 @@ impl Router {
             TableState::Failed => return Err(fail(RouteError::PeFailed { pe })),
             TableState::Removed => return Err(fail(RouteError::UnknownPe { pe })),
         }
+        // Two limits, one atomic each (review S4): the host's own queue on
+        // the PE (ESXi `Scsi.ScsiVVolPESNRO`, a host-side DSNRO), then the
+        // array-side queue all hosts share.
+        let mut host_before = 0;
+        let host_queue = table.host_in_flight(host).map(|counter| {
+            host_before = counter.fetch_add(1, Ordering::Acquire);
+            QueueSlot(counter)
+        });
+        if host_before >= table.host_queue_depth {
+            return Err(fail(RouteError::HostQueueFull {
+                host,
+                pe,
+                queue_depth: table.host_queue_depth,
+            }));
+        }
         let previous = table.in_flight.fetch_add(1, Ordering::Acquire);
         let queue = QueueSlot(&table.in_flight);
         if previous >= table.queue_depth {
             return Err(fail(RouteError::QueueFull {
                 pe,
                 queue_depth: table.queue_depth,
+                host_in_flight: host_before,
             }));
         }
         let not_bound = || RouteError::NotBound {
@@ -142,6 +160,7 @@ impl Router {
         Ok(Admitted {
             table,
             binding,
+            _host_queue: host_queue,
             _queue: queue,
         })
     }
@@ -150,7 +169,8 @@ impl Router {
     ///
     /// # Errors
     /// [`RouteError::UnknownPe`], [`RouteError::PeFailed`],
-    /// [`RouteError::QueueFull`], [`RouteError::NotBound`],
+    /// [`RouteError::HostQueueFull`], [`RouteError::QueueFull`],
+    /// [`RouteError::NotBound`],
     /// [`RouteError::AccessDenied`], [`RouteError::Misaligned`],
     /// [`RouteError::OutOfRange`], [`RouteError::Backend`].
     pub fn read(

@@ -11,6 +11,7 @@
 //! `arc-swap` guard), so an unbind never waits for I/O and I/O that resolved
 //! before the unbind completes on the vVol it resolved to.
 
+mod access;
 mod error;
 mod inventory;
 mod io;
@@ -34,6 +35,7 @@ pub use table::SLOT_CHUNK;
 pub(crate) use table::TableState;
 pub(crate) use volume::{INLINE_HOSTS, LiveBinding, VolumeCore};
 
+use access::HostViews;
 use inventory::Inventory;
 
 use crate::model::{Generation, HostId, PeId, SecondaryId, SecondaryIdSpace, VvolKey};
@@ -76,6 +78,7 @@ pub struct Router {
     /// Host cells of a per-host PE table (`Limits::max_hosts`).
     max_hosts: u32,
     inventory: Inventory,
+    hosts: HostViews,
 }
 
 impl Router {
@@ -87,6 +90,7 @@ impl Router {
             pes: (0..max_pes).map(|_| OnceLock::new()).collect(),
             max_hosts,
             inventory: Inventory::new(max_pes, max_hosts),
+            hosts: HostViews::new(max_hosts),
         }
     }
 
@@ -197,13 +201,6 @@ impl Router {
         self.inventory.host_mappings(host)
     }
 
-    /// Records that a PE was mapped or unmapped for `host` (its PE context
-    /// or access rules changed): bumps its
-    /// [`host_inventory_changes`](Self::host_inventory_changes).
-    pub(crate) fn bump_host_inventory(&self, host: HostId) {
-        self.inventory.host_mapping_changed(host);
-    }
-
     /// How often `pe` entered or left the Failed state (a SCSI target
     /// reports ASYMMETRIC ACCESS STATE CHANGED on its LUs for each).
     // Read by the SCSI target only.
@@ -250,6 +247,34 @@ impl Router {
         Some((resolved, b.volume.capacity_bytes(), b.volume.block_size))
     }
 
+    /// Whether the access rules of `host` map `pe` to it (array LUN
+    /// masking, [`ControlPlane::map_pe`](crate::ControlPlane::map_pe)):
+    /// what a transport asks before it shows the PE's administrative
+    /// logical unit to the host. One `arc-swap` load; no lock.
+    #[must_use]
+    pub fn is_mapped(&self, host: HostId, pe: PeId) -> bool {
+        self.hosts.is_mapped(host, pe)
+    }
+
+    /// The PEs mapped to `host`, in id order (empty for an unknown host).
+    /// One `arc-swap` load; no lock.
+    #[must_use]
+    pub fn mapped_pes(&self, host: HostId) -> Arc<Vec<PeId>> {
+        self.hosts.mapped(host)
+    }
+
+    /// Commands `host` has in flight on `pe` (its share of the per-(host,
+    /// PE) queue); `None` for an unknown PE.
+    #[must_use]
+    pub fn host_in_flight(&self, host: HostId, pe: PeId) -> Option<u32> {
+        let table = self.table(pe)?;
+        Some(
+            table
+                .host_in_flight(host)
+                .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed)),
+        )
+    }
+
     /// Bytes held by every PE's routing slots (16 bytes a slot, allocated in
     /// chunks of [`SLOT_CHUNK`]), with, on per-host PEs, the host cells
     /// (16 bytes for each of `Limits::max_hosts`) and each host's table.
@@ -269,6 +294,7 @@ impl Router {
         pe: PeId,
         space: SecondaryIdSpace,
         queue_depth: u32,
+        host_queue_depth: u32,
         per_host: bool,
     ) {
         let cell = self
@@ -276,9 +302,28 @@ impl Router {
             .get(pe.0 as usize)
             .expect("the control plane checks max_pes before adding a PE");
         let cells = if per_host { self.max_hosts.max(1) } else { 0 };
-        let fresh = cell.set(PeTable::new(space, queue_depth, cells)).is_ok();
+        let table = PeTable::new(space, queue_depth, host_queue_depth, self.max_hosts, cells);
+        let fresh = cell.set(table).is_ok();
         assert!(fresh, "PE ids are never reused");
         self.inventory.pe_added_or_removed();
+    }
+
+    pub(crate) fn add_host(&self, host: HostId) {
+        self.hosts.add(host);
+    }
+
+    /// Publishes the PEs mapped to `host` (allocating its queue counters
+    /// on them first).
+    pub(crate) fn set_host_access(&self, host: HostId, pes: Vec<PeId>) {
+        for pe in &pes {
+            if let Some(table) = self.table(*pe) {
+                let _ = table.host_in_flight(host);
+            }
+        }
+        if self.hosts.set(host, pes) {
+            // What REPORT LUNS shows the host changed (3Fh/0Eh, review S6).
+            self.inventory.host_mapping_changed(host);
+        }
     }
 
     pub(crate) fn set_pe_state(&self, pe: PeId, state: TableState) {

@@ -52,6 +52,11 @@ pub(crate) struct Chunk {
 
 const CHUNK_LEN: usize = SLOT_CHUNK as usize;
 
+/// Host ids whose per-PE in-flight counters are allocated together.
+const HOST_CHUNK: usize = 64;
+
+type HostChunk = [AtomicU32; HOST_CHUNK];
+
 impl Chunk {
     fn new() -> Box<Self> {
         Box::new(Self {
@@ -181,18 +186,37 @@ pub(crate) struct PeTable {
     hosts: Box<[OnceLock<Box<Slots>>]>,
     space: SecondaryIdSpace,
     state: AtomicU8,
+    /// Depth of the array-side queue shared by every host.
     pub(crate) queue_depth: u32,
+    /// Commands in flight on the PE, all hosts together.
     pub(crate) in_flight: AtomicU32,
+    /// Depth of each host's own queue on the PE (ESXi
+    /// `Scsi.ScsiVVolPESNRO`).
+    pub(crate) host_queue_depth: u32,
+    /// Commands in flight per host, in chunks of [`HOST_CHUNK`] host ids
+    /// allocated when a host is first mapped (or first sends I/O).
+    host_in_flight: Box<[OnceLock<Box<HostChunk>>]>,
     pub(crate) counters: Counters,
     /// Bumped on every publish, replace, retire and state change.
     pub(crate) changes: AtomicU64,
 }
 
 impl PeTable {
-    /// A PE table; `per_host_cells` > 0 makes it per host with that many
+    /// A PE table with room for `max_hosts` hosts' queue counters;
+    /// `per_host_cells` > 0 makes its secondary ids per host with that many
     /// host cells.
-    pub(crate) fn new(space: SecondaryIdSpace, queue_depth: u32, per_host_cells: u32) -> Self {
+    pub(crate) fn new(
+        space: SecondaryIdSpace,
+        queue_depth: u32,
+        host_queue_depth: u32,
+        max_hosts: u32,
+        per_host_cells: u32,
+    ) -> Self {
         Self {
+            host_queue_depth,
+            host_in_flight: (0..(max_hosts as usize).div_ceil(HOST_CHUNK))
+                .map(|_| OnceLock::new())
+                .collect(),
             slots: Slots::new(space),
             hosts: (0..per_host_cells).map(|_| OnceLock::new()).collect(),
             space,
@@ -202,6 +226,19 @@ impl PeTable {
             counters: Counters::default(),
             changes: AtomicU64::new(0),
         }
+    }
+
+    /// The in-flight counter of `host` on this PE; `None` for a host id
+    /// past the plane's `max_hosts`. Allocates the host's chunk on first
+    /// use (the control plane does it when it maps the PE to the host).
+    #[inline]
+    pub(crate) fn host_in_flight(&self, host: HostId) -> Option<&AtomicU32> {
+        let i = host.0 as usize;
+        let chunk = self.host_in_flight.get(i / HOST_CHUNK)?;
+        Some(
+            &chunk.get_or_init(|| Box::new(std::array::from_fn(|_| AtomicU32::new(0))))
+                [i % HOST_CHUNK],
+        )
     }
 
     /// The slots `host` addresses: the PE's in per-PE scope (whatever the

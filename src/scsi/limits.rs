@@ -16,7 +16,7 @@ pub const MAX_WRITE_SAME_BLOCKS: u64 = 1 << 16;
 pub const WRITE_SAME_CHUNK_BLOCKS: u64 = 256;
 /// Most LBA status descriptors one GET LBA STATUS returns.
 pub const MAX_LBA_STATUS_DESCRIPTORS: usize = 1024;
-/// Most I_T nexuses whose state (unit attentions, task set count) a
+/// Most I_T nexuses whose state (unit attentions per LU, nexus loss count) a
 /// target keeps; commands from further nexuses run with fresh, unsaved
 /// state and get no unit attentions (which they could never clear).
 pub const MAX_NEXUSES: usize = 4096;

@@ -26,20 +26,18 @@ use super::unit_attention::{NexusState, ToldScope};
 /// truncated like any other, and the host is not counted as told.
 pub const MIN_REPORT_LUNS_ALLOCATION: u64 = 16;
 
-/// The ALUs `ctx`'s nexus sees, with their index.
+/// The ALUs `ctx`'s nexus sees: the PEs the array's access rules map to
+/// the host (LUN masking, read from the router without the plane's lock),
+/// reachable through the nexus's target port. The host's VASA PE context
+/// plays no part: discovery comes before the host reports it (review S3).
 fn visible_pes(ctx: &Ctx<'_>) -> Vec<PeInfo> {
-    let context = ctx
-        .target
-        .plane
-        .host(ctx.nexus.host)
-        .map(|h| h.pe_context)
-        .unwrap_or_default();
+    let mapped = ctx.target.router.mapped_pes(ctx.nexus.host);
     ctx.target
         .pes
         .read()
         .iter()
         .filter(|p| {
-            context.contains(&p.id)
+            mapped.binary_search(&p.id).is_ok()
                 && p.ports
                     .iter()
                     .any(|(port, _)| *port == ctx.nexus.relative_target_port)

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -170,8 +170,6 @@ pub(crate) struct Ctx<'a> {
     pub(crate) lu: Lu,
     /// The logical unit's key (mode parameters, unit attentions).
     pub(crate) key: Option<LuKey>,
-    /// Whether other commands of this nexus were in the task set on entry.
-    pub(crate) nexus_busy: bool,
     /// Where READ data-in goes (`execute_into`'s buffer, or its own).
     pub(crate) data_in: &'a dyn DataInSink,
 }
@@ -183,11 +181,9 @@ impl Ctx<'_> {
         match error {
             RouteError::OutOfRange { .. } => Sense::lba_out_of_range().into(),
             RouteError::Misaligned { .. } => Sense::invalid_field_in_cdb(2, None).into(),
-            RouteError::QueueFull { .. } => Fail::Status(if self.nexus_busy {
-                Status::TaskSetFull
-            } else {
-                Status::Busy
-            }),
+            e @ (RouteError::QueueFull { .. } | RouteError::HostQueueFull { .. }) => {
+                Fail::Status(super::access::queue_full_status(&e).unwrap_or(Status::Busy))
+            }
             RouteError::Backend { source, .. } => backend_sense(&source, write).into(),
             // The PE failed after the ALUA check: what its LUs report now
             // (review S2; never 25h/00h, which ESXi reads as PDL).
@@ -595,12 +591,7 @@ impl ScsiTarget {
         };
         match c.subsidiary {
             None => {
-                let visible = self
-                    .plane
-                    .host(nexus.host)
-                    .is_ok_and(|h| h.pe_context.contains(&pe.id))
-                    && self.router.binding_changes(pe.id).is_some()
-                    && self.plane.pe(pe.id).is_ok();
+                let visible = super::access::alu_visible(&self.router, nexus.host, pe.id);
                 Ok(if visible {
                     Lu::Alu(index)
                 } else if lun.is_zero() {
@@ -707,16 +698,10 @@ impl ScsiTarget {
         data_in: &dyn DataInSink,
     ) -> Outcome {
         let state = self.nexus(nexus);
-        let previous = state.in_flight.fetch_add(1, Ordering::AcqRel);
-        let _guard = InFlight(&state.in_flight);
-        let (result, key) = self.run(nexus, &state, lun, cdb, data_out, previous > 0, data_in);
+        let (result, key) = self.run(nexus, &state, lun, cdb, data_out, data_in);
         Outcome::of(result, || self.mode.get(key).d_sense)
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the command's parts, as the context it builds holds them"
-    )]
     fn run(
         &self,
         nexus: ItNexus,
@@ -724,19 +709,14 @@ impl ScsiTarget {
         lun: Lun,
         cdb: &[u8],
         data_out: &[u8],
-        nexus_busy: bool,
         data_in: &dyn DataInSink,
     ) -> (CmdResult, Option<LuKey>) {
-        let fail_status = |busy: bool| {
-            Fail::Status(if busy {
-                Status::TaskSetFull
-            } else {
-                Status::Busy
-            })
-        };
         let lu = match self.resolve_lu(nexus, lun) {
             Ok(lu) => lu,
-            Err(_) => return (Err(fail_status(nexus_busy)), None),
+            Err(e) => {
+                let status = super::access::queue_full_status(&e).unwrap_or(Status::Busy);
+                return (Err(Fail::Status(status)), None);
+            }
         };
         let key = LuKey::of(self, &lu);
         let cdb = match Cdb::parse(cdb) {
@@ -752,18 +732,9 @@ impl ScsiTarget {
             lun,
             lu,
             key,
-            nexus_busy,
             data_in,
         };
         (super::dispatch::dispatch(&ctx), key)
-    }
-}
-
-struct InFlight<'a>(&'a AtomicU32);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -51,7 +51,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -138,8 +138,6 @@ pub(crate) enum ToldScope {
 /// The state of one I_T nexus.
 #[derive(Debug)]
 pub(crate) struct NexusState {
-    /// Commands of this nexus in the task set.
-    pub(crate) in_flight: AtomicU32,
     /// Bumped by [`ScsiTarget::nexus_loss`].
     pub(crate) loss: AtomicU64,
     /// Past `MAX_NEXUSES`: not kept, so it reports no unit attentions.
@@ -150,7 +148,6 @@ pub(crate) struct NexusState {
 impl NexusState {
     pub(crate) fn new() -> Self {
         Self {
-            in_flight: AtomicU32::new(0),
             loss: AtomicU64::new(0),
             transient: false,
             lus: RwLock::new(HashMap::new()),

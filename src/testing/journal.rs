@@ -25,9 +25,9 @@
 
 use crate::binding::{ControlPlane, JournalOptions, Limits, MemStore, frame, split};
 use crate::model::{
-    ArraySpec, BindContext, ContainerSpec, HostId, LuReservations, Naa, PeSpec, PrLu, PrNexus,
-    PrRegistration, PrReservation, PrType, Protocol, SecondaryIdScope, UnbindContext, VvolSpec,
-    VvolType,
+    ArraySpec, BindContext, ContainerSpec, HostId, InitiatorName, LuReservations, Naa, PeSpec,
+    PrLu, PrNexus, PrRegistration, PrReservation, PrType, Protocol, SecondaryIdScope,
+    UnbindContext, VvolSpec, VvolType,
 };
 
 /// Persistent reservation state of `hosts` registered with keys 1, 2, ...
@@ -76,6 +76,12 @@ const PER_HOST_PE_NAA: Naa =
         Some(naa) => naa,
         None => panic!("the per-host PE's NAA fields fit"),
     };
+/// The NAA of the sample journal's PE with a narrow per-host queue.
+const NARROW_PE_NAA: Naa = match Naa::from_parts(crate::testing::QUICKSTART_COMPANY_ID, 0x5C, 0x5C)
+{
+    Some(naa) => naa,
+    None => panic!("the narrow PE's NAA fields fit"),
+};
 
 /// A journal with a header, a snapshot (the quickstart topology with bound
 /// VMs, a drained and a failed PE, and an array with per-(PE, host)
@@ -84,7 +90,8 @@ const PER_HOST_PE_NAA: Naa =
 /// plane writes: add and remove of containers, PEs and hosts, PE contexts,
 /// create, resize and delete of vVols, binds (new, repeated, faulted),
 /// unbinds, PE state changes, persistent reservations (also in the
-/// snapshot) and their power on.
+/// snapshot) and their power on, initiators, PE maps (host access rules)
+/// and PEs with a per-host queue depth.
 ///
 /// # Errors
 /// Any error of the plane building it (none is expected).
@@ -117,6 +124,12 @@ pub fn sample_journal() -> Result<Vec<u8>, crate::Error> {
         &none,
         reservations(&[h1], PrType::ExclusiveAccess, true),
     )?;
+    // A PE with its own per-host queue depth in the snapshot (tag 19 later).
+    let narrow = plane.add_pe(
+        topo.arrays[0],
+        PeSpec::scsi(NARROW_PE_NAA, 301).with_host_queue_depth(64),
+    )?;
+    plane.map_pe(h1, narrow)?;
     // A thin container (over-commit) in the snapshot and one in a record.
     plane.add_container(
         topo.arrays[0],
@@ -130,6 +143,7 @@ pub fn sample_journal() -> Result<Vec<u8>, crate::Error> {
     let pure_c = plane.add_container(pure, ContainerSpec::new("p", Protocol::Scsi, 1 << 40))?;
     let pure_pe = plane.add_pe(pure, PeSpec::scsi(PER_HOST_PE_NAA, 300))?;
     for h in [h0, h1] {
+        plane.map_pe(h, pure_pe)?;
         let mut context = plane.host(h)?.pe_context;
         context.push(pure_pe);
         plane.set_pe_context(h, &context)?;
@@ -174,6 +188,18 @@ pub fn sample_journal() -> Result<Vec<u8>, crate::Error> {
     plane.unbind_batch(h0, &vasa, UnbindContext::Normal)?;
     plane.restore_pe(topo.pes[2])?;
     let extra = plane.add_host("esx-03")?;
+    // Host access records: initiators added and removed, PEs mapped and
+    // unmapped, a PE context that shrinks.
+    let iqn: InitiatorName = "iqn.1998-01.com.vmware:esx-03".parse()?;
+    let eui: InitiatorName = "eui.02004567A425678D".parse()?;
+    plane.add_initiator(extra, iqn)?;
+    plane.add_initiator(extra, eui.clone())?;
+    plane.remove_initiator(extra, &eui)?;
+    plane.map_pe(extra, topo.pes[0])?;
+    plane.map_pe(extra, topo.pes[1])?;
+    plane.unmap_pe(extra, topo.pes[1])?;
+    plane.unmap_pe(h1, narrow)?;
+    plane.set_pe_context(extra, &topo.pes[..2])?;
     plane.set_pe_context(extra, &topo.pes[..1])?;
     let scratch = plane.create_vvol(topo.containers[0], VvolSpec::new(VvolType::Other, 1 << 20))?;
     plane.resize_vvol(scratch, 2 << 20)?;
@@ -181,7 +207,11 @@ pub fn sample_journal() -> Result<Vec<u8>, crate::Error> {
     // One item binds, one faults (its vVol is gone).
     plane.bind(extra, &[topo.vms[0].data, scratch], BindContext::Normal)?;
     plane.unbind_all_from_host(h1)?;
-    let spare = plane.add_pe(topo.arrays[0], PeSpec::scsi(SPARE_PE_NAA, 300))?;
+    let spare = plane.add_pe(
+        topo.arrays[0],
+        PeSpec::scsi(SPARE_PE_NAA, 300).with_host_queue_depth(32),
+    )?;
+    plane.map_pe(extra, spare)?;
     plane.remove_pe(spare)?;
     drop(plane);
     Ok(store.bytes())
@@ -297,7 +327,12 @@ mod tests {
         plane.check_invariants();
         let arrays = plane.arrays();
         let pes = plane.pes_for_array(arrays[0]).unwrap();
-        assert_eq!(pes.len(), 3, "the spare PE was removed");
+        assert_eq!(
+            pes.len(),
+            4,
+            "the spare PE was removed, the narrow one kept"
+        );
+        assert_eq!(plane.pe(pes[3]).unwrap().host_queue_depth, 64);
         // The power on kept the APTPL=1 ALU state (PRgeneration 0) and
         // dropped the SLU's.
         let alu = plane.reservations(PrLu::Alu(pes[0]));
@@ -309,6 +344,10 @@ mod tests {
             alu.reservation.map(|r| r.kind),
             Some(PrType::ExclusiveAccess)
         );
+        let extra = crate::model::HostId(2); // esx-03, the third host added
+        let host = plane.host(extra).unwrap();
+        assert_eq!(host.initiators.len(), 1);
+        assert_eq!(host.mapped_pes, vec![pes[0]]);
     }
 
     #[test]

@@ -27,6 +27,6 @@ pub mod journal;
 mod topology;
 
 pub use topology::{
-    QUICKSTART_ADMIN_LUNS, QUICKSTART_COMPANY_ID, QUICKSTART_ID_SEED, Topology, Vm, quickstart,
-    quickstart_on, quickstart_with,
+    QUICKSTART_ADMIN_LUNS, QUICKSTART_COMPANY_ID, QUICKSTART_ID_SEED, QUICKSTART_IQN_PREFIX,
+    Topology, Vm, quickstart, quickstart_on, quickstart_with,
 };

@@ -2,14 +2,15 @@
 //!
 //! [`quickstart`] builds the vSphere documentation's example (one array with
 //! 2 containers and 3 PEs, where vVols of both containers can bind through
-//! all 3 PEs) plus a second array with an NFS container and PE, 2 hosts that
-//! see every PE, and three VMs' vVols. Everything is deterministic: the same
+//! all 3 PEs) plus a second array with an NFS container and PE, 2 hosts
+//! (each with an iSCSI initiator name) that every PE is mapped to and that
+//! report every PE in their PE context, and three VMs' vVols. Everything is deterministic: the same
 //! ids, NAA names, LUNs and vVol UUIDs on every run.
 
 use crate::binding::{ControlError, ControlPlane, Limits};
 use crate::model::{
-    ArrayId, ArraySpec, ContainerId, ContainerSpec, HostId, Naa, NfsVersion, PeId, PeSpec,
-    Protocol, ScsiPath, VvolId, VvolSpec, VvolType,
+    ArrayId, ArraySpec, ContainerId, ContainerSpec, HostId, InitiatorName, Naa, NfsVersion, PeId,
+    PeSpec, Protocol, ScsiPath, VvolId, VvolSpec, VvolType,
 };
 
 /// IEEE company id used for the quickstart's SCSI array.
@@ -101,6 +102,10 @@ pub fn quickstart() -> Result<(ControlPlane, Topology), ControlError> {
     quickstart_with(Limits::default())
 }
 
+/// The quickstart hosts' iSCSI initiator names are this prefix and the
+/// host name (`iqn.1998-01.com.vmware:esx-01`, ESXi's own naming).
+pub const QUICKSTART_IQN_PREFIX: &str = "iqn.1998-01.com.vmware:";
+
 /// The id seed of the quickstart plane: its vVol ids (and so its NAAs and
 /// export names) are the same on every run.
 pub const QUICKSTART_ID_SEED: u64 = 0x7676_6f6c_5f69_6473;
@@ -150,7 +155,16 @@ pub fn quickstart_on(plane: ControlPlane) -> Result<(ControlPlane, Topology), Co
     for name in &host_names {
         hosts.push(plane.add_host(name)?);
     }
-    for host in &hosts {
+    // The real bring-up order: each host's iSCSI initiator, the array's
+    // access rules (LUN masking: every PE mapped to every host), then each
+    // host reports the PEs it discovered (VASA setPEContext).
+    for (host, name) in hosts.iter().zip(&host_names) {
+        let iqn = InitiatorName::iscsi(&format!("{QUICKSTART_IQN_PREFIX}{name}"))
+            .expect("the quickstart initiator names are valid");
+        plane.add_initiator(*host, iqn)?;
+        for pe in &pes {
+            plane.map_pe(*host, *pe)?;
+        }
         plane.set_pe_context(*host, &pes)?;
     }
     let mut vms = Vec::new();

@@ -99,7 +99,9 @@ fn fixture() -> Fixture {
         .unwrap();
     let host = plane.add_host("esx-01").unwrap();
     let other_host = plane.add_host("esx-02").unwrap();
+    plane.map_pe(host, pe).unwrap();
     plane.set_pe_context(host, &[pe]).unwrap();
+    plane.map_pe(other_host, pe).unwrap();
     plane.set_pe_context(other_host, &[pe]).unwrap();
     let mut keys = Vec::new();
     for v in 0..VVOLS {

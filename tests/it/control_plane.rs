@@ -39,6 +39,9 @@ fn small(
         })
         .collect();
     let h = plane.add_host("h").unwrap();
+    for pe in ids.iter() {
+        plane.map_pe(h, *pe).unwrap();
+    }
     plane.set_pe_context(h, &ids).unwrap();
     (plane, ids, c, h)
 }
@@ -64,6 +67,7 @@ fn vsphere_example_both_containers_bind_through_all_three_pes() {
     // And each PE can be forced for each container through the PE context.
     let other = plane.add_host("esx-single").unwrap();
     for pe in &pes {
+        plane.map_pe(other, *pe).unwrap();
         plane.set_pe_context(other, &[*pe]).unwrap();
         for container in &topo.containers[..2] {
             let v = plane
@@ -81,6 +85,7 @@ fn pes_serve_only_containers_of_their_array_and_protocol() {
     let (plane, topo) = quickstart().unwrap();
     let nfs_pe = topo.pes[3];
     let host = plane.add_host("nfs-only").unwrap();
+    plane.map_pe(host, nfs_pe).unwrap();
     plane.set_pe_context(host, &[nfs_pe]).unwrap();
     // A SCSI container cannot bind through the NFS PE.
     let err = plane
@@ -204,6 +209,9 @@ fn hosts_share_a_binding_on_a_pe_they_both_see_and_split_otherwise() {
         .copied()
         .filter(|p| *p != a.pe)
         .collect();
+    for pe in elsewhere.iter() {
+        plane.map_pe(h2, *pe).unwrap();
+    }
     plane.set_pe_context(h2, &elsewhere).unwrap();
     let c = bind_one(&plane, h2, v, BindContext::Normal);
     assert_ne!(c.pe, a.pe);
@@ -365,25 +373,31 @@ fn delete_of_a_bound_vvol_is_resource_in_use() {
 }
 
 #[test]
-fn pe_context_cannot_drop_a_pe_the_host_is_bound_on() {
+fn unmapping_a_pe_the_host_is_bound_on_is_refused_but_its_context_may_shrink() {
+    // Before host access rules existed, dropping the PE from the PE context
+    // was refused with HostBoundOnPe. Now the PE context is what the host
+    // reports (accepted as reported) and the array-side mapping is what may
+    // not be taken away under live bindings.
     let (plane, topo) = quickstart().unwrap();
     let h = topo.hosts[0];
     let handle = bind_one(&plane, h, topo.vms[0].data, BindContext::Normal);
+    let err = plane.unmap_pe(h, handle.pe).unwrap_err();
+    assert!(
+        matches!(err, ControlError::HostBoundOnPe { host, pe } if host == h && pe == handle.pe)
+    );
+    assert_eq!(err.fault(), VasaFault::ResourceInUse);
     let without: Vec<PeId> = topo
         .pes
         .iter()
         .copied()
         .filter(|p| *p != handle.pe)
         .collect();
-    let err = plane.set_pe_context(h, &without).unwrap_err();
-    assert!(
-        matches!(err, ControlError::HostBoundOnPe { host, pe } if host == h && pe == handle.pe)
-    );
-    assert_eq!(err.fault(), VasaFault::ResourceInUse);
-    assert!(plane.set_pe_context(h, &[PeId(999)]).is_err());
-    plane.unbind(h, handle, UnbindContext::Normal).unwrap();
     plane.set_pe_context(h, &without).unwrap();
     assert!(!plane.host(h).unwrap().pe_context.contains(&handle.pe));
+    assert!(plane.host(h).unwrap().mapped_pes.contains(&handle.pe));
+    plane.unbind(h, handle, UnbindContext::Normal).unwrap();
+    plane.unmap_pe(h, handle.pe).unwrap();
+    assert!(!plane.host(h).unwrap().mapped_pes.contains(&handle.pe));
 }
 
 #[test]
@@ -436,6 +450,7 @@ fn drain_rebind_sequence_keeps_both_handles_working_until_rebind_end() {
         .create_vvol(topo.containers[0], VvolSpec::new(VvolType::Data, MIB))
         .unwrap();
     let h2 = plane.add_host("drain-only").unwrap();
+    plane.map_pe(h2, old.pe).unwrap();
     plane.set_pe_context(h2, &[old.pe]).unwrap();
     assert!(matches!(
         plane.bind(h2, &[fresh], BindContext::Normal),
@@ -782,6 +797,7 @@ fn rebind_moves_handles_off_a_failed_pe_and_keeps_those_it_cannot_move() {
     // handle, and the binding stays for when the PE is restored.
     let lonely = plane.add_host("lonely").unwrap();
     plane.restore_pe(failed).unwrap();
+    plane.map_pe(lonely, failed).unwrap();
     plane.set_pe_context(lonely, &[failed]).unwrap();
     let kept = bind_one(&plane, lonely, vm.data, BindContext::Normal);
     plane.fail_pe(failed).unwrap();

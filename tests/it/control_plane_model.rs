@@ -236,6 +236,11 @@ enum Fail {
         binding: u64,
     },
     PeNotFound(usize),
+    /// setPEContext reported a PE the provider does not have (StorageFault).
+    UnknownReportedPe {
+        host: usize,
+        pe: usize,
+    },
     /// Any of `pes` may be reported (the plane scans a hash set).
     HostBoundOnPe {
         host: usize,
@@ -266,7 +271,7 @@ impl Fail {
             Self::Mixed { .. } | Self::DuplicateVvol(_) | Self::PeStateConflict { .. } => {
                 VasaFault::InvalidArgument
             }
-            Self::NoEligiblePe { .. } => VasaFault::StorageFault,
+            Self::NoEligiblePe { .. } | Self::UnknownReportedPe { .. } => VasaFault::StorageFault,
             Self::Exhausted(_) => VasaFault::OutOfResource,
             Self::HostBoundOnPe { .. } | Self::VvolBound { .. } | Self::PeBound { .. } => {
                 VasaFault::ResourceInUse
@@ -314,6 +319,8 @@ struct Model {
     initial_contexts: [u8; HOSTS],
     pes: Vec<PeModel>,
     contexts: Vec<BTreeSet<usize>>,
+    /// The PEs mapped to each host (access rules; all of them at start).
+    mapped: Vec<BTreeSet<usize>>,
     vvols: Vec<Option<VvolModel>>,
     bindings: BTreeMap<u64, BindingModel>,
     /// (PE, vVol) of every binding ever made, by binding number.
@@ -347,6 +354,7 @@ impl Model {
             initial_contexts,
             pes,
             contexts: initial_contexts.iter().map(|m| mask_to_pes(*m)).collect(),
+            mapped: vec![(0..PES).collect(); HOSTS],
             vvols: (0..VVOLS)
                 .map(|v| {
                     Some(VvolModel {
@@ -388,9 +396,11 @@ impl Model {
             .collect()
     }
 
+    /// Active PEs of the container's array and protocol, mapped to the host
+    /// and in its PE context.
     fn eligible(&self, host: usize, container: usize) -> Vec<usize> {
         self.contexts[host]
-            .iter()
+            .intersection(&self.mapped[host])
             .copied()
             .filter(|&p| {
                 PE_ARRAY[p] == CONTAINER_ARRAY[container]
@@ -452,14 +462,16 @@ impl Model {
         }
     }
 
-    /// Normal: the host's own active binding, else another host's active
-    /// binding on a PE the host sees, else a new one.
+    /// Normal: the host's own active binding on an eligible PE, else
+    /// another host's active binding on a PE the host sees, else a new one.
+    /// (A binding the host holds on a PE that left its context is not bound
+    /// again.)
     fn bind_normal(&mut self, host: usize, vvol: usize, eligible: &[usize]) -> Result<Item, Fail> {
         let live = self.bindings_of(vvol);
         let active = |n: &u64| self.pes[self.bindings[n].pe].state == PeSt::Active;
-        let held = live
-            .iter()
-            .find(|n| active(n) && self.bindings[*n].holds(host));
+        let held = live.iter().find(|n| {
+            active(n) && self.bindings[*n].holds(host) && eligible.contains(&self.bindings[*n].pe)
+        });
         let shared = live
             .iter()
             .find(|n| active(n) && eligible.contains(&self.bindings[*n].pe));
@@ -561,7 +573,7 @@ impl Model {
             return Expect::Unit(Err(Fail::PeBound { pe, bindings }));
         }
         self.pes[pe].state = PeSt::Removed;
-        for ctx in &mut self.contexts {
+        for ctx in self.contexts.iter_mut().chain(self.mapped.iter_mut()) {
             ctx.remove(&pe);
         }
         self.push_events(vec![Ev::PeRemoved { pe }], true);
@@ -638,21 +650,32 @@ impl Model {
         Expect::Count(Ok(live.len()))
     }
 
-    fn set_pe_context(&mut self, host: usize, pes: &BTreeSet<usize>) -> Expect {
-        if let Some(&pe) = pes.iter().find(|p| self.pes[**p].state == PeSt::Removed) {
+    /// Map (`mapped`) or unmap a PE for a host: unknown PE NotFound;
+    /// unmapping under the host's bindings ResourceInUse; a repeat changes
+    /// nothing.
+    fn map_pe(&mut self, host: usize, pe: usize, mapped: bool) -> Expect {
+        if self.pes[pe].state == PeSt::Removed {
             return Expect::Unit(Err(Fail::PeNotFound(pe)));
         }
-        let leaving: BTreeSet<usize> = self
-            .bindings
-            .values()
-            .filter(|b| b.holds(host) && !pes.contains(&b.pe))
-            .map(|b| b.pe)
-            .collect();
-        if !leaving.is_empty() {
-            return Expect::Unit(Err(Fail::HostBoundOnPe {
-                host,
-                pes: leaving.into_iter().collect(),
-            }));
+        if mapped {
+            self.mapped[host].insert(pe);
+        } else {
+            if self.bindings.values().any(|b| b.pe == pe && b.holds(host)) {
+                return Expect::Unit(Err(Fail::HostBoundOnPe {
+                    host,
+                    pes: vec![pe],
+                }));
+            }
+            self.mapped[host].remove(&pe);
+        }
+        Expect::Unit(Ok(()))
+    }
+
+    /// VASA setPEContext: recorded as reported (it may shrink under live
+    /// bindings, which keep working); a removed PE is a StorageFault.
+    fn set_pe_context(&mut self, host: usize, pes: &BTreeSet<usize>) -> Expect {
+        if let Some(&pe) = pes.iter().find(|p| self.pes[**p].state == PeSt::Removed) {
+            return Expect::Unit(Err(Fail::UnknownReportedPe { host, pe }));
         }
         self.contexts[host] = pes.clone();
         Expect::Unit(Ok(()))
@@ -788,6 +811,12 @@ enum Op {
         host: usize,
         pes: BTreeSet<usize>,
     },
+    /// Map (`mapped`) or unmap a PE for a host (LUN masking).
+    MapPe {
+        host: usize,
+        pe: usize,
+        mapped: bool,
+    },
     DrainPe(usize),
     FailPe(usize),
     RestorePe(usize),
@@ -892,6 +921,8 @@ impl ReferenceStateMachine for Model {
         let common = prop_oneof![
             30 => bind,
             5 => set_context,
+            3 => (0..HOSTS, 0..PES, prop::bool::weighted(0.6))
+                .prop_map(|(host, pe, mapped)| Op::MapPe { host, pe, mapped }),
             2 => (0..PES).prop_map(Op::DrainPe),
             1 => (0..PES).prop_map(Op::FailPe),
             2 => (0..PES).prop_map(Op::RestorePe),
@@ -942,6 +973,7 @@ impl ReferenceStateMachine for Model {
             } => state.bind(*host, vvols, *rebind),
             Op::Unbind { host, binding, ctx } => state.unbind(*host, *binding, *ctx),
             Op::SetPeContext { host, pes } => state.set_pe_context(*host, pes),
+            Op::MapPe { host, pe, mapped } => state.map_pe(*host, *pe, *mapped),
             Op::DrainPe(pe) => state.stop_pe(*pe, false),
             Op::FailPe(pe) => state.stop_pe(*pe, true),
             Op::RestorePe(pe) => state.restore_pe(*pe),
@@ -1072,6 +1104,11 @@ fn build(model: &Model) -> Sut {
     for (h, mask) in model.initial_contexts.iter().enumerate() {
         let host = plane.add_host(&format!("esx-{h:02}")).unwrap();
         let ctx: Vec<PeId> = mask_to_pes(*mask).iter().map(|p| pes[*p]).collect();
+        // Every PE is mapped to every host (LUN masking lets each see all);
+        // the PE context decides which ones take its binds.
+        for pe in &pes {
+            plane.map_pe(host, *pe).unwrap();
+        }
         plane.set_pe_context(host, &ctx).unwrap();
         hosts.push(host);
     }
@@ -1179,6 +1216,12 @@ impl Sut {
                 assert_eq!((self.hosts[*host], self.handles[binding]), (*h, *handle));
             }
             (Fail::PeNotFound(a), ControlError::PeNotFound(b)) => assert_eq!(self.pes[*a], *b),
+            (
+                Fail::UnknownReportedPe { host, pe },
+                ControlError::UnknownReportedPe { host: h, pe: p },
+            ) => {
+                assert_eq!((self.hosts[*host], self.pes[*pe]), (*h, *p));
+            }
             (Fail::HostBoundOnPe { host, pes }, ControlError::HostBoundOnPe { host: h, pe }) => {
                 assert_eq!(self.hosts[*host], *h);
                 assert!(
@@ -1353,6 +1396,20 @@ impl StateMachineTest for ControlPlaneModel {
                 let ids: Vec<PeId> = pes.iter().map(|p| sut.pes[*p]).collect();
                 let got = sut.plane.set_pe_context(sut.hosts[host], &ids);
                 sut.check_unit("set_pe_context", got, want);
+            }
+            Op::MapPe { host, pe, mapped } => {
+                let (h, p) = (sut.hosts[host], sut.pes[pe]);
+                let got = if mapped {
+                    sut.plane.map_pe(h, p)
+                } else {
+                    sut.plane.unmap_pe(h, p)
+                };
+                sut.check_unit("map_pe/unmap_pe", got, want);
+                assert_eq!(
+                    sut.plane.router().is_mapped(h, p),
+                    sut.plane.host(h).unwrap().mapped_pes.contains(&p),
+                    "the router publishes the access rule"
+                );
             }
             Op::DrainPe(pe) | Op::FailPe(pe) => {
                 let got = if matches!(op, Op::DrainPe(_)) {
@@ -1553,7 +1610,7 @@ fn check_pes(sut: &Sut, model: &Model) {
             for (h, count) in &b.hosts {
                 assert!(*count > 0);
                 let host = sut.plane.host(*h).unwrap();
-                assert!(host.pe_context.contains(&id), "{id} in the context of {h}");
+                assert!(host.mapped_pes.contains(&id), "{id} mapped to {h}");
             }
         }
         assert_eq!(real_rows(infos), model_rows(sut, model, |b| b.pe == p));
@@ -1575,6 +1632,13 @@ fn check_hosts(sut: &Sut, model: &Model) {
         let host = sut.plane.host(sut.hosts[h]).unwrap();
         let ctx: Vec<PeId> = model.contexts[h].iter().map(|p| sut.pes[*p]).collect();
         assert_eq!(host.pe_context, ctx, "PE context of host {h}");
+        let mapped: Vec<PeId> = model.mapped[h].iter().map(|p| sut.pes[*p]).collect();
+        assert_eq!(host.mapped_pes, mapped, "PEs mapped to host {h}");
+        assert_eq!(
+            *sut.plane.router().mapped_pes(sut.hosts[h]),
+            mapped,
+            "router's access rules of host {h}"
+        );
         let rows = real_rows(sut.plane.bindings_for_host(sut.hosts[h]).unwrap());
         assert_eq!(host.bindings, rows.len());
         assert_eq!(
@@ -1746,6 +1810,9 @@ fn rebind_start_falls_back_to_a_held_pe_when_the_other_pes_are_full() {
         )
         .unwrap();
     let host = plane.add_host("esx-01").unwrap();
+    for pe in [roomy, tiny].iter() {
+        plane.map_pe(host, *pe).unwrap();
+    }
     plane.set_pe_context(host, &[roomy, tiny]).unwrap();
     let a = plane
         .create_vvol(gold, VvolSpec::new(VvolType::Data, MIB))

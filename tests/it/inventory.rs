@@ -22,11 +22,15 @@ fn host_inventory_changes_follow_binds_mapping_and_pes() {
     plane.unbind(a, h, UnbindContext::Normal).unwrap();
     assert!(count(a) > a1);
     assert_eq!(count(b), b0);
-    // Mapping a PE set for one host moves that host's counter.
+    // Unmapping a PE for one host moves that host's counter; what it
+    // reports in its PE context changes nothing it sees (VASA semantics).
     let a2 = count(a);
-    plane.set_pe_context(a, &topo.pes[..2]).unwrap();
+    plane.unmap_pe(a, topo.pes[2]).unwrap();
     assert!(count(a) > a2);
     assert_eq!(count(b), b0);
+    let a2 = count(a);
+    plane.set_pe_context(a, &topo.pes[..1]).unwrap();
+    assert_eq!(count(a), a2);
     // A PE added, failed or removed may change what every host sees.
     let (a3, b3) = (count(a), count(b));
     let naa = Naa::from_parts(0x00_1A_2B, 0x77, 1).unwrap();

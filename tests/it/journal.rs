@@ -79,6 +79,10 @@ pub(crate) fn fingerprint(plane: &ControlPlane) -> String {
     for h in 0..16 {
         let host = HostId(h);
         line(format!("{:?}", plane.host(host).map_err(|e| e.to_string())));
+        line(format!(
+            "  router access {:?}",
+            plane.router().mapped_pes(host)
+        ));
         if let Ok(bs) = plane.bindings_for_host(host) {
             let mut bs: Vec<String> = bs.iter().map(|b| format!("{b:?}")).collect();
             bs.sort();
@@ -112,6 +116,9 @@ fn setup(plane: &ControlPlane) -> (Vec<HostId>, Vec<VvolId>) {
     let hosts: Vec<HostId> = (0..3)
         .map(|i| {
             let h = plane.add_host(&format!("esx-{i}")).unwrap();
+            for pe in pes.iter() {
+                plane.map_pe(h, *pe).unwrap();
+            }
             plane.set_pe_context(h, &pes).unwrap();
             h
         })

@@ -86,6 +86,7 @@ fn bindings_per_pe_are_limited_by_its_secondary_id_space() {
         .add_pe(a, PeSpec::scsi(naa, 7).with_secondary_ids(space))
         .unwrap();
     let host = plane.add_host("h").unwrap();
+    plane.map_pe(host, pe).unwrap();
     plane.set_pe_context(host, &[pe]).unwrap();
     let vvols: Vec<_> = (0..3)
         .map(|_| {

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod access;
 mod backend_conformance;
 mod concurrency;
 mod control_plane;

@@ -51,6 +51,9 @@ fn topology(plane: &ControlPlane) -> Topo {
         })
         .collect();
     let host = plane.add_host("esx-00").unwrap();
+    for pe in pes.iter() {
+        plane.map_pe(host, *pe).unwrap();
+    }
     plane.set_pe_context(host, &pes).unwrap();
     let vvols = (0..6)
         .map(|_| {

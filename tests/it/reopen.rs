@@ -95,6 +95,23 @@ enum Op {
     },
     /// A power on of the array's logical units' reservations.
     PowerOn,
+    /// Map (`map`) or unmap a PE for a host (tag 18).
+    Access {
+        host: usize,
+        pe: usize,
+        map: bool,
+    },
+    /// The host reports the PEs of `mask` (it may shrink).
+    Context {
+        host: usize,
+        mask: u8,
+    },
+    /// Add or remove one of a few initiator names (tag 17).
+    Initiator {
+        host: usize,
+        name: usize,
+        add: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -130,6 +147,11 @@ fn op() -> impl Strategy<Value = Op> {
                 reserve,
             }),
         1 => Just(Op::PowerOn),
+        2 => (0..HOSTS, 0..PES, prop::bool::weighted(0.6))
+            .prop_map(|(host, pe, map)| Op::Access { host, pe, map }),
+        1 => (0..HOSTS, 0..8u8).prop_map(|(host, mask)| Op::Context { host, mask }),
+        1 => (0..HOSTS, 0..4usize, any::<bool>())
+            .prop_map(|(host, name, add)| Op::Initiator { host, name, add }),
     ]
 }
 
@@ -194,6 +216,9 @@ impl World {
         let hosts: Vec<HostId> = (0..HOSTS)
             .map(|i| {
                 let h = plane.add_host(&format!("esx-{i:02}")).unwrap();
+                for pe in pes.iter() {
+                    plane.map_pe(h, *pe).unwrap();
+                }
                 plane.set_pe_context(h, &pes).unwrap();
                 h
             })
@@ -298,6 +323,30 @@ impl World {
                 let v = self.vvol(*i);
                 let cap = plane.vvol(v).map_or(1 << 20, |v| v.capacity_bytes);
                 plane.resize_vvol(v, cap + (1 << 20))
+            }
+            Op::Access { host, pe, map } => {
+                let (h, p) = (self.hosts[*host], self.pes[*pe]);
+                if *map {
+                    plane.map_pe(h, p)
+                } else {
+                    plane.unmap_pe(h, p)
+                }
+            }
+            Op::Context { host, mask } => {
+                let pes: Vec<PeId> = (0..PES)
+                    .filter(|p| mask & (1 << p) != 0)
+                    .map(|p| self.pes[p])
+                    .collect();
+                plane.set_pe_context(self.hosts[*host], &pes)
+            }
+            Op::Initiator { host, name, add } => {
+                let name: InitiatorName =
+                    format!("iqn.1998-01.com.vmware:n{name}").parse().unwrap();
+                if *add {
+                    plane.add_initiator(self.hosts[*host], name)
+                } else {
+                    plane.remove_initiator(self.hosts[*host], &name)
+                }
             }
             Op::Write { host, pick } => {
                 if let Some(b) = self.held(*host, *pick) {

@@ -32,6 +32,7 @@ fn one_slot_plane() -> (ControlPlane, vvol::ContainerId, vvol::HostId, vvol::PeI
         )
         .unwrap();
     let h = plane.add_host("h").unwrap();
+    plane.map_pe(h, pe).unwrap();
     plane.set_pe_context(h, &[pe]).unwrap();
     (plane, c, h, pe)
 }
@@ -265,6 +266,7 @@ fn a_full_pe_queue_rejects_io_with_queue_full() {
         )
         .unwrap();
     let h = plane.add_host("h").unwrap();
+    plane.map_pe(h, pe).unwrap();
     plane.set_pe_context(h, &[pe]).unwrap();
     let _gate = Arc::new(FaultyBackend::new(Arc::new(
         MemoryBackend::new(MIB, 512).unwrap(),
@@ -326,7 +328,9 @@ fn a_full_pe_queue_rejects_io_with_queue_full() {
     barrier.wait();
     assert_eq!(router.pe_stats(pe).unwrap().in_flight, 32);
     let err = router.read(h, handle, 0, &mut [0u8; 512]).unwrap_err();
-    assert!(matches!(err, RouteError::QueueFull { pe: p, queue_depth: 32 } if p == pe));
+    assert!(
+        matches!(err, RouteError::QueueFull { pe: p, queue_depth: 32, host_in_flight: 32 } if p == pe)
+    );
     barrier.wait();
     for r in readers {
         r.join().unwrap().unwrap();

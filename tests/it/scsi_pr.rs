@@ -59,7 +59,7 @@ fn build(plane: ControlPlane) -> Setup {
         plane.add_host("h2").unwrap(),
     ];
     for h in hosts {
-        plane.set_pe_context(h, &[pe]).unwrap();
+        crate::support::expose(&plane, h, &[pe]);
     }
     let plane = Arc::new(plane);
     let target = ScsiTarget::new(Arc::clone(&plane), array).unwrap();

@@ -53,6 +53,7 @@ impl Fixture {
             .unwrap();
         let hosts = [plane.add_host("h1").unwrap(), plane.add_host("h2").unwrap()];
         for h in hosts {
+            plane.map_pe(h, pe).unwrap();
             plane.set_pe_context(h, &[pe]).unwrap();
         }
         let plane = Arc::new(plane);
@@ -974,6 +975,8 @@ fn extended_flat_space_slus_on_a_wide_pe() {
         .add_pe(f.array(), PeSpec::scsi(naa, 300).with_secondary_ids(wide))
         .unwrap();
     for h in f.hosts {
+        f.plane.map_pe(h, pe2).unwrap();
+        f.plane.unmap_pe(h, f.pe).unwrap();
         f.plane.set_pe_context(h, &[pe2]).unwrap();
     }
     f.target.refresh().unwrap();
@@ -1005,7 +1008,8 @@ fn extended_flat_space_slus_on_a_wide_pe() {
     )
     .unwrap();
     check(&f.run(0, simple, &read10(0, 1), &[]), (5, 0x25, 0));
-    // The first PE left the hosts' context: its ALU is gone for them.
+    // The first PE is no longer mapped to the hosts: its ALU is gone for
+    // them (LUN masking; the PE context alone would not hide it).
     assert_eq!(good(&f.run(0, f.alu(), &INQUIRY, &[]))[0], 0x7F);
 }
 
@@ -1131,6 +1135,7 @@ fn get_lba_status_splits_long_extents_without_a_gap() {
     let naa = Naa::from_parts(COMPANY, 0x5EED, 1).unwrap();
     let pe = plane.add_pe(array, PeSpec::scsi(naa, PE_LUN)).unwrap();
     let host = plane.add_host("h1").unwrap();
+    plane.map_pe(host, pe).unwrap();
     plane.set_pe_context(host, &[pe]).unwrap();
     let v = plane
         .create_vvol(container, VvolSpec::new(VvolType::Data, 3 << 40))
@@ -1340,6 +1345,9 @@ fn admin_luns_above_255_are_reported_flat_and_accepted_in_both_forms() {
     let naa = Naa::from_parts(COMPANY, 0x5EEF, 1).unwrap();
     let pe2 = f.plane.add_pe(f.array(), PeSpec::scsi(naa, 256)).unwrap();
     for h in f.hosts {
+        for pe in [f.pe, pe2].iter() {
+            f.plane.map_pe(h, *pe).unwrap();
+        }
         f.plane.set_pe_context(h, &[f.pe, pe2]).unwrap();
     }
     f.target.refresh().unwrap();

@@ -167,7 +167,7 @@ fn a_pe_added_or_removed_reports_3f0e_on_lun_0_and_every_lu() {
         )
         .unwrap();
     for h in f.hosts {
-        f.plane.set_pe_context(h, &[f.pe, pe0]).unwrap();
+        crate::support::expose(&f.plane, h, &[f.pe, pe0]);
     }
     f.target.refresh().unwrap();
     let (_, slu) = f.bind(0, f.vvol(4));
@@ -187,7 +187,7 @@ fn a_pe_added_or_removed_reports_3f0e_on_lun_0_and_every_lu() {
         )
         .unwrap();
     for h in f.hosts {
-        f.plane.set_pe_context(h, &[f.pe, pe0, pe7]).unwrap();
+        crate::support::expose(&f.plane, h, &[f.pe, pe0, pe7]);
     }
     f.target.refresh().unwrap();
     // Reported on the first LU addressed; LUICLR=1 (SPC-5 7.7.7): that
@@ -220,7 +220,7 @@ fn a_pe_added_or_removed_reports_3f0e_on_lun_0_and_every_lu() {
         )
         .unwrap();
     for h in f.hosts {
-        f.plane.set_pe_context(h, &[f.pe, pe0, pe8]).unwrap();
+        crate::support::expose(&f.plane, h, &[f.pe, pe0, pe8]);
     }
     f.target.refresh().unwrap();
     good(&f.run(0, lun0, &report_luns(0), &[]));

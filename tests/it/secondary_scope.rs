@@ -41,7 +41,7 @@ fn setup(plane: ControlPlane, scope: SecondaryIdScope, last: u64) -> Pure {
         plane.add_host("esx-b").unwrap(),
     ];
     for h in hosts {
-        plane.set_pe_context(h, &[pe]).unwrap();
+        crate::support::expose(&plane, h, &[pe]);
     }
     Pure {
         plane: Arc::new(plane),
@@ -321,7 +321,7 @@ fn per_host_bindings_survive_reopen_and_compaction() {
     p.plane.unbind(a, gone, UnbindContext::Normal).unwrap();
     // C's space goes with its only binding: the PE's floor must survive.
     let c = p.plane.add_host("esx-c").unwrap();
-    p.plane.set_pe_context(c, &[p.pe]).unwrap();
+    crate::support::expose(&p.plane, c, &[p.pe]);
     let c_gone = bind_one(&p.plane, c, vvols[2], BindContext::Normal);
     p.plane.unbind(c, c_gone, UnbindContext::Normal).unwrap();
     for compact in [false, true] {
@@ -536,7 +536,7 @@ proptest::proptest! {
         let plane = ControlPlane::new(Limits::default().with_max_host_spaces_per_pe(2));
         let p = setup(plane, SecondaryIdScope::PerPeAndHost, 3);
         let c = p.plane.add_host("esx-c").unwrap();
-        p.plane.set_pe_context(c, &[p.pe]).unwrap();
+        crate::support::expose(&p.plane, c, &[p.pe]);
         let hosts = [p.hosts[0], p.hosts[1], c];
         let vvols: Vec<VvolId> = (0..6).map(|_| p.vvol()).collect();
         let mut newest: HashMap<(HostId, SecondaryId), u32> = HashMap::new();

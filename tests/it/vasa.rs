@@ -111,6 +111,7 @@ fn one_slot_plane() -> (ControlPlane, HostId, Vec<VvolId>) {
         .add_pe(a, PeSpec::scsi(naa, 1).with_secondary_ids(space))
         .unwrap();
     let h = plane.add_host("esx").unwrap();
+    plane.map_pe(h, pe).unwrap();
     plane.set_pe_context(h, &[pe]).unwrap();
     let vvols = (0..2)
         .map(|_| {
@@ -430,6 +431,7 @@ fn reopen_restores_the_overcommit_from_records_and_snapshots() {
             PeSpec::scsi(Naa::from_parts(0x00_1a_2b, 1, 1).unwrap(), 1),
         )
         .unwrap();
+    plane.map_pe(h, pe).unwrap();
     plane.set_pe_context(h, &[pe]).unwrap();
     let v = plane
         .create_vvol(c, VvolSpec::new(VvolType::Data, 8 * MIB))

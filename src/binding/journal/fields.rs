@@ -4,8 +4,8 @@
 use super::JournalError;
 use super::codec::{Reader, Writer};
 use crate::model::{
-    ArraySpec, ContainerSpec, Naa, NfsVersion, PeSpec, PeState, Protocol, ScsiPath,
-    SecondaryIdSpace, SubsidiaryAddressing, Transport, VvolType,
+    ArraySpec, ContainerSpec, InitiatorKind, InitiatorName, Naa, NfsVersion, PeSpec, PeState,
+    Protocol, ScsiPath, SecondaryIdSpace, SubsidiaryAddressing, Transport, VvolType,
 };
 
 pub(crate) fn bad(reason: &'static str) -> JournalError {
@@ -180,4 +180,20 @@ pub(crate) fn get_pe_spec(r: &mut Reader<'_>) -> Result<PeSpec, JournalError> {
     let space = SecondaryIdSpace::new(addressing, r.u64()?, r.u64()?)
         .map_err(|_| bad("bad secondary-id space"))?;
     Ok(spec.with_queue_depth(depth).with_secondary_ids(space))
+}
+
+/// An initiator name: a kind code (0: an iSCSI name, whose own prefix
+/// tells iqn./eui./naa.; WWPNs will take another code) and the name.
+pub(crate) fn put_initiator(w: &mut Writer, name: &InitiatorName) {
+    w.u8(match name.kind() {
+        InitiatorKind::Iqn | InitiatorKind::Eui | InitiatorKind::Naa => 0,
+    });
+    w.str(name.as_str());
+}
+
+pub(crate) fn get_initiator(r: &mut Reader<'_>) -> Result<InitiatorName, JournalError> {
+    match r.u8()? {
+        0 => InitiatorName::iscsi(&r.string()?).map_err(|_| bad("bad initiator name")),
+        _ => Err(bad("unknown initiator kind")),
+    }
 }

@@ -6,14 +6,15 @@
 use super::JournalError;
 use super::codec::{Reader, Writer};
 use super::fields::{
-    bad, get_array_spec, get_container_spec, get_pe_spec, pe_state_code, pe_state_from,
-    put_array_spec, put_container_spec, put_pe_spec, vtype_code, vtype_from,
+    bad, get_array_spec, get_container_spec, get_initiator, get_pe_spec, pe_state_code,
+    pe_state_from, put_array_spec, put_container_spec, put_initiator, put_pe_spec, vtype_code,
+    vtype_from,
 };
 use super::reservation::{get_lu, get_lu_state, put_lu, put_lu_state};
 use crate::model::{
-    ArrayId, ArraySpec, BackendKey, ContainerId, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT,
-    Generation, HostId, LuReservations, PeId, PeSpec, PeState, PrLu, SecondaryId, SecondaryIdScope,
-    VvolId, VvolKey, VvolType,
+    ArrayId, ArraySpec, BackendKey, ContainerId, ContainerSpec, DEFAULT_HOST_QUEUE_DEPTH,
+    DEFAULT_OVERCOMMIT_PERCENT, Generation, HostId, InitiatorName, LuReservations, PeId, PeSpec,
+    PeState, PrLu, SecondaryId, SecondaryIdScope, VvolId, VvolKey, VvolType,
 };
 
 /// One item of a bind call, as decided.
@@ -106,6 +107,19 @@ pub(crate) enum Record {
     },
     /// A power on of an array's logical units: APTPL=0 state is lost.
     PowerOnReservations(ArrayId),
+    /// Gives `host` the initiator `name` (`add`), or takes it away.
+    Initiator {
+        host: HostId,
+        name: InitiatorName,
+        add: bool,
+    },
+    /// Maps `pe` to `host` (`mapped`: LUN masking lets the host's
+    /// initiators see it), or unmaps it.
+    MapPe {
+        host: HostId,
+        pe: PeId,
+        mapped: bool,
+    },
 }
 
 /// The record tags, matched exhaustively both ways.
@@ -137,13 +151,20 @@ enum Tag {
     SetReservations = 20,
     /// A power on of an array's reservations (APTPL=0 state dropped).
     PowerOnReservations = 21,
+    /// [`Record::Initiator`].
+    Initiator = 17,
+    /// [`Record::MapPe`].
+    MapPe = 18,
+    /// [`Record::AddPe`] of a PE whose per-host queue depth is not the
+    /// default (tag 4 records restore with the default).
+    AddPeHostQueue = 19,
 }
 
 /// The journal code of a secondary-id scope (tag 23 records).
 const SCOPE_PER_PE_AND_HOST: u8 = 1;
 
 impl Tag {
-    const ALL: [Self; 19] = [
+    const ALL: [Self; 22] = [
         Self::AddArray,
         Self::AddContainer,
         Self::RemoveContainer,
@@ -163,6 +184,9 @@ impl Tag {
         Self::AddArrayScoped,
         Self::SetReservations,
         Self::PowerOnReservations,
+        Self::Initiator,
+        Self::MapPe,
+        Self::AddPeHostQueue,
     ];
 
     fn from_u8(b: u8) -> Option<Self> {
@@ -230,7 +254,13 @@ impl Record {
                 }
             }
             Self::RemoveContainer(_) => Tag::RemoveContainer,
-            Self::AddPe { .. } => Tag::AddPe,
+            Self::AddPe { spec, .. } => {
+                if spec.host_queue_depth() == DEFAULT_HOST_QUEUE_DEPTH {
+                    Tag::AddPe
+                } else {
+                    Tag::AddPeHostQueue
+                }
+            }
             Self::RemovePe(_) => Tag::RemovePe,
             Self::AddHost { .. } => Tag::AddHost,
             Self::RemoveHost(_) => Tag::RemoveHost,
@@ -244,6 +274,8 @@ impl Record {
             Self::IdSeed(_) => Tag::IdSeed,
             Self::SetReservations { .. } => Tag::SetReservations,
             Self::PowerOnReservations(_) => Tag::PowerOnReservations,
+            Self::Initiator { .. } => Tag::Initiator,
+            Self::MapPe { .. } => Tag::MapPe,
         }
     }
 
@@ -274,6 +306,9 @@ impl Record {
                 w.u32(id.0);
                 w.u32(array.0);
                 put_pe_spec(&mut w, spec);
+                if spec.host_queue_depth() != DEFAULT_HOST_QUEUE_DEPTH {
+                    w.u32(spec.host_queue_depth());
+                }
             }
             Self::RemovePe(id) => w.u32(id.0),
             Self::AddHost { id, name } => {
@@ -361,6 +396,16 @@ impl Record {
                 put_lu_state(&mut w, state);
             }
             Self::PowerOnReservations(array) => w.u32(array.0),
+            Self::Initiator { host, name, add } => {
+                w.u32(host.0);
+                put_initiator(&mut w, name);
+                w.bool(*add);
+            }
+            Self::MapPe { host, pe, mapped } => {
+                w.u32(host.0);
+                w.u32(pe.0);
+                w.bool(*mapped);
+            }
         }
         w.buf
     }
@@ -405,6 +450,11 @@ impl Record {
                 id: PeId(r.u32()?),
                 array: ArrayId(r.u32()?),
                 spec: get_pe_spec(&mut r)?,
+            },
+            Tag::AddPeHostQueue => Self::AddPe {
+                id: PeId(r.u32()?),
+                array: ArrayId(r.u32()?),
+                spec: get_pe_spec(&mut r)?.with_host_queue_depth(r.u32()?),
             },
             Tag::RemovePe => Self::RemovePe(PeId(r.u32()?)),
             Tag::AddHost => Self::AddHost {
@@ -484,6 +534,16 @@ impl Record {
                 state: get_lu_state(&mut r)?,
             },
             Tag::PowerOnReservations => Self::PowerOnReservations(ArrayId(r.u32()?)),
+            Tag::Initiator => Self::Initiator {
+                host: HostId(r.u32()?),
+                name: get_initiator(&mut r)?,
+                add: r.bool()?,
+            },
+            Tag::MapPe => Self::MapPe {
+                host: HostId(r.u32()?),
+                pe: PeId(r.u32()?),
+                mapped: r.bool()?,
+            },
         };
         r.finish()?;
         Ok(rec)
@@ -598,6 +658,21 @@ mod tests {
                 },
             },
             Record::PowerOnReservations(ArrayId(1)),
+            Record::Initiator {
+                host: HostId(4),
+                name: "iqn.1998-01.com.vmware:esx-01".parse().unwrap(),
+                add: true,
+            },
+            Record::MapPe {
+                host: HostId(4),
+                pe: PeId(3),
+                mapped: false,
+            },
+            Record::AddPe {
+                id: PeId(6),
+                array: ArrayId(1),
+                spec: PeSpec::scsi(naa, 254).with_host_queue_depth(64),
+            },
             Record::AddArray {
                 id: ArrayId(2),
                 spec: ArraySpec::new("pure", 0x24_a9_37)

@@ -6,15 +6,15 @@
 use super::JournalError;
 use super::codec::{Reader, Writer};
 use super::fields::{
-    get_array_spec, get_container_spec, get_pe_spec, pe_state_code, pe_state_from, put_array_spec,
-    put_container_spec, put_pe_spec, vtype_code, vtype_from,
+    get_array_spec, get_container_spec, get_initiator, get_pe_spec, pe_state_code, pe_state_from,
+    put_array_spec, put_container_spec, put_initiator, put_pe_spec, vtype_code, vtype_from,
 };
 use super::record::{get_backend_key, put_backend_key};
 use super::reservation::{LU_STATE_MIN_BYTES, get_lu, get_lu_state, put_lu, put_lu_state};
 use crate::model::{
-    ArrayId, ArraySpec, BackendKey, ContainerId, ContainerSpec, DEFAULT_OVERCOMMIT_PERCENT,
-    Generation, HostId, LuReservations, PeId, PeSpec, PeState, PrLu, SecondaryId, SecondaryIdScope,
-    VvolId, VvolKey, VvolType,
+    ArrayId, ArraySpec, BackendKey, ContainerId, ContainerSpec, DEFAULT_HOST_QUEUE_DEPTH,
+    DEFAULT_OVERCOMMIT_PERCENT, Generation, HostId, InitiatorName, LuReservations, PeId, PeSpec,
+    PeState, PrLu, SecondaryId, SecondaryIdScope, VvolId, VvolKey, VvolType,
 };
 
 /// Tag of the optional snapshot section with the containers' over-commit.
@@ -25,6 +25,14 @@ const SECTION_OVERCOMMIT: u8 = 1;
 const SECTION_HOST_SPACES: u8 = 2;
 /// Tag of the optional snapshot section with persistent reservations.
 const SECTION_RESERVATIONS: u8 = 3;
+/// Tag of the optional section with the hosts' initiator names (the
+/// section tags of host access take the numbers of their record tags).
+const SECTION_INITIATORS: u8 = 17;
+/// Tag of the optional section with the hosts' access rules (PE maps).
+const SECTION_ACCESS: u8 = 18;
+/// Tag of the optional section with PEs' per-host queue depths that are
+/// not the default.
+const SECTION_HOST_QUEUE: u8 = 19;
 
 /// Magic bytes opening a snapshot.
 const SNAPSHOT_MAGIC: &[u8; 8] = b"VVOLSNP\0";
@@ -60,6 +68,8 @@ pub(crate) struct PeData {
 pub(crate) struct HostData {
     pub(crate) id: HostId,
     pub(crate) name: String,
+    pub(crate) initiators: Vec<InitiatorName>,
+    pub(crate) mapped: Vec<PeId>,
     pub(crate) pe_context: Vec<PeId>,
 }
 
@@ -144,6 +154,14 @@ fn put_opt_u64(w: &mut Writer, v: Option<u64>) {
 }
 
 impl Snapshot {
+    /// The host `id` of a snapshot being decoded.
+    fn host_mut(&mut self, id: HostId) -> Result<&mut HostData, JournalError> {
+        self.hosts
+            .iter_mut()
+            .find(|h| h.id == id)
+            .ok_or_else(|| super::fields::bad("host section names an unknown host"))
+    }
+
     /// The snapshot's bytes (split into chunks by the caller).
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
@@ -262,6 +280,47 @@ impl Snapshot {
                 put_lu_state(&mut w, state);
             }
         }
+        // Host access (optional sections, absent when empty).
+        let names: Vec<(HostId, &InitiatorName)> = self
+            .hosts
+            .iter()
+            .flat_map(|h| h.initiators.iter().map(move |n| (h.id, n)))
+            .collect();
+        if !names.is_empty() {
+            w.u8(SECTION_INITIATORS);
+            w.usize(names.len());
+            for (host, name) in names {
+                w.u32(host.0);
+                put_initiator(&mut w, name);
+            }
+        }
+        let maps: Vec<(HostId, PeId)> = self
+            .hosts
+            .iter()
+            .flat_map(|h| h.mapped.iter().map(move |pe| (h.id, *pe)))
+            .collect();
+        if !maps.is_empty() {
+            w.u8(SECTION_ACCESS);
+            w.usize(maps.len());
+            for (host, pe) in maps {
+                w.u32(host.0);
+                w.u32(pe.0);
+            }
+        }
+        let depths: Vec<(PeId, u32)> = self
+            .pes
+            .iter()
+            .filter(|p| p.spec.host_queue_depth() != DEFAULT_HOST_QUEUE_DEPTH)
+            .map(|p| (p.id, p.spec.host_queue_depth()))
+            .collect();
+        if !depths.is_empty() {
+            w.u8(SECTION_HOST_QUEUE);
+            w.usize(depths.len());
+            for (pe, depth) in depths {
+                w.u32(pe.0);
+                w.u32(depth);
+            }
+        }
         w.buf
     }
 
@@ -331,6 +390,8 @@ impl Snapshot {
             s.hosts.push(HostData {
                 id,
                 name,
+                initiators: Vec::new(),
+                mapped: Vec::new(),
                 pe_context,
             });
         }
@@ -371,9 +432,9 @@ impl Snapshot {
                 bindings,
             });
         }
-        let mut last_section = 0;
+        // Optional sections, each at most once, in the order written.
+        let mut last_section = 0u8;
         while !r.at_end() {
-            // Sections in increasing tag order, each at most once.
             let section = r.u8()?;
             if section <= last_section {
                 return Err(super::fields::bad(
@@ -389,6 +450,30 @@ impl Snapshot {
                         let lu = get_lu(&mut r)?;
                         let state = get_lu_state(&mut r)?;
                         s.reservations.push((lu, state));
+                    }
+                }
+                SECTION_INITIATORS => {
+                    for _ in 0..r.count(9)? {
+                        let host = HostId(r.u32()?);
+                        let name = get_initiator(&mut r)?;
+                        s.host_mut(host)?.initiators.push(name);
+                    }
+                }
+                SECTION_ACCESS => {
+                    for _ in 0..r.count(8)? {
+                        let host = HostId(r.u32()?);
+                        let pe = PeId(r.u32()?);
+                        s.host_mut(host)?.mapped.push(pe);
+                    }
+                }
+                SECTION_HOST_QUEUE => {
+                    for _ in 0..r.count(8)? {
+                        let id = PeId(r.u32()?);
+                        let depth = r.u32()?;
+                        let p = s.pes.iter_mut().find(|p| p.id == id).ok_or_else(|| {
+                            super::fields::bad("host queue depth of an unknown PE")
+                        })?;
+                        p.spec = p.spec.clone().with_host_queue_depth(depth);
                     }
                 }
                 _ => return Err(super::fields::bad("unknown snapshot section")),

@@ -177,6 +177,9 @@ fn build(plane: &ControlPlane, pes: u32) -> Res<Topology> {
         ids.push(plane.add_pe(array, PeSpec::scsi(naa, 250 + n as u16))?);
     }
     let host = plane.add_host("esx-01")?;
+    for pe in ids.iter() {
+        plane.map_pe(host, *pe)?;
+    }
     plane.set_pe_context(host, &ids)?;
     Ok(Topology {
         container,

@@ -19,6 +19,20 @@ pub(crate) fn bind_one(
         .unwrap_or_else(|e| panic!("bind of {vvol} for {host} failed per item: {e}"))
 }
 
+/// Brings `pes` up for `host` as an array and a host do: the array maps
+/// them (LUN masking), then the host reports them as its PE context.
+#[track_caller]
+pub(crate) fn expose(plane: &ControlPlane, host: HostId, pes: &[vvol::PeId]) {
+    for pe in pes {
+        plane
+            .map_pe(host, *pe)
+            .unwrap_or_else(|e| panic!("map of {pe} for {host} failed: {e}"));
+    }
+    plane
+        .set_pe_context(host, pes)
+        .unwrap_or_else(|e| panic!("PE context of {host} failed: {e}"));
+}
+
 /// A 512-byte block holding `tag` at its start.
 pub(crate) fn tagged_block(tag: &str) -> Vec<u8> {
     let mut block = vec![0u8; 512];
