@@ -208,6 +208,10 @@ impl State {
                 if let Some(a) = self.arrays.get_mut(array) {
                     a.pes.insert(*id);
                 }
+                self.events.push(EventKind::PeAdded {
+                    array: *array,
+                    pe: *id,
+                });
             }
             Record::RemovePe(id) => {
                 let pe = self.pes.get(id).ok_or(invalid("unknown PE"))?;

@@ -59,6 +59,14 @@ pub enum EventKind {
         /// The PE.
         pe: PeId,
     },
+    /// A PE was added (VASA `ConfigProtocolEndpoint` event, "New"): hosts
+    /// rescan to discover it.
+    PeAdded {
+        /// Its array.
+        array: ArrayId,
+        /// The PE.
+        pe: PeId,
+    },
     /// A PE was removed (VASA `ConfigProtocolEndpoint`, delete).
     PeRemoved {
         /// Its array.

@@ -13,11 +13,12 @@
 //! Unavailable on all its target port groups whatever is configured, and
 //! its configured state again once restored (review S2).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 
 use super::Sense;
 use super::cdb::op;
@@ -164,9 +165,9 @@ struct AluaSnapshot {
     /// Whole-group (controller) states.
     groups: BTreeMap<u16, AluaState>,
     /// Per-PE states that differ from their group's.
-    pes: HashMap<(PeId, u16), AluaState>,
+    pes: FxHashMap<(PeId, u16), AluaState>,
     /// Per PE: how often the configured state of any of its groups changed.
-    generations: HashMap<PeId, u64>,
+    generations: FxHashMap<PeId, u64>,
     /// (PE, group) pairs whose state the array ever changed (RTPG STATUS
     /// CODE 02h); a whole-group change marks the group.
     changed_groups: BTreeSet<u16>,

@@ -13,7 +13,7 @@
 //! nexuses get 2Ah/01h (`unit_attention.rs`). A target reset returns every
 //! LU to the defaults (no saved values: SP=1 is refused).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
@@ -64,7 +64,7 @@ struct ModeEntry {
 /// were set are kept (at most [`MAX_MODE_PARAMETER_LUS`]).
 #[derive(Debug, Default)]
 pub(crate) struct ModeTable {
-    map: RwLock<HashMap<LuKey, ModeEntry>>,
+    map: RwLock<FxHashMap<LuKey, ModeEntry>>,
     /// Entries in `map`: the common case (none) takes no lock.
     len: AtomicUsize,
     /// Numbers every change (never reused, also across resets).

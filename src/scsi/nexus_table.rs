@@ -2,7 +2,7 @@
 //! takes one shard's read lock (shared, never a global mutex) to find its
 //! nexus; only a nexus's first command takes a write lock.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -16,7 +16,7 @@ use super::unit_attention::NexusState;
 const SHARDS: usize = 16;
 
 /// One shard: the nexuses whose hash falls in it.
-type Shard = RwLock<HashMap<ItNexus, Arc<NexusState>>>;
+type Shard = RwLock<FxHashMap<ItNexus, Arc<NexusState>>>;
 
 #[derive(Debug)]
 pub(crate) struct NexusTable {
@@ -27,7 +27,9 @@ pub(crate) struct NexusTable {
 impl Default for NexusTable {
     fn default() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| RwLock::new(FxHashMap::default()))
+                .collect(),
             len: AtomicUsize::new(0),
         }
     }

@@ -49,7 +49,7 @@
 //! when next addressed, which tells the initiator that anything may have
 //! changed, so no condition is lost, only merged.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -142,7 +142,7 @@ pub(crate) struct NexusState {
     pub(crate) loss: AtomicU64,
     /// Past `MAX_NEXUSES`: not kept, so it reports no unit attentions.
     transient: bool,
-    lus: RwLock<HashMap<LuKey, Arc<Mutex<LuUa>>>>,
+    lus: RwLock<FxHashMap<LuKey, Arc<Mutex<LuUa>>>>,
 }
 
 impl NexusState {
@@ -150,7 +150,7 @@ impl NexusState {
         Self {
             loss: AtomicU64::new(0),
             transient: false,
-            lus: RwLock::new(HashMap::new()),
+            lus: RwLock::new(FxHashMap::default()),
         }
     }
 
@@ -357,7 +357,7 @@ impl NexusState {
 
 /// Makes room for one LU: LUs of bindings that no longer exist first, then
 /// any one.
-fn evict(lus: &mut HashMap<LuKey, Arc<Mutex<LuUa>>>, target: &ScsiTarget, nexus: ItNexus) {
+fn evict(lus: &mut FxHashMap<LuKey, Arc<Mutex<LuUa>>>, target: &ScsiTarget, nexus: ItNexus) {
     let gone = lus.keys().copied().find(|k| match k {
         LuKey::Slu(h) => target
             .router

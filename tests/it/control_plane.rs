@@ -703,26 +703,27 @@ fn events_report_lost_when_the_caller_falls_behind() {
     let plane = ControlPlane::new(Limits::default().with_event_window(2));
     let a = plane.add_array(ArraySpec::new("a", 1)).unwrap();
     for i in 0..4 {
-        let pe = plane.add_pe(a, PeSpec::scsi(naa(i + 1), i as u16)).unwrap();
+        let pe = plane.add_pe(a, PeSpec::scsi(naa(i + 1), i as u16)).unwrap(); // PeAdded
         plane.drain_pe(pe).unwrap(); // PeDrained
         plane.remove_pe(pe).unwrap(); // PeRemoved
     }
-    assert_eq!(plane.last_event_id(), EventId(8));
+    assert_eq!(plane.last_event_id(), EventId(12));
     let err = plane.events_since(EventId(0)).unwrap_err();
     assert!(matches!(
         err,
         ControlError::LostEvent {
-            oldest: EventId(7),
+            oldest: EventId(11),
             ..
         }
     ));
     assert_eq!(err.fault(), VasaFault::LostEvent);
-    let kept = plane.events_since(EventId(6)).unwrap();
+    let kept = plane.events_since(EventId(10)).unwrap();
     assert_eq!(
         kept.iter().map(|e| e.id).collect::<Vec<_>>(),
-        [EventId(7), EventId(8)]
+        [EventId(11), EventId(12)]
     );
-    assert!(plane.events_since(EventId(8)).unwrap().is_empty());
+    assert!(matches!(kept[0].kind, EventKind::PeDrained { .. }));
+    assert!(plane.events_since(EventId(12)).unwrap().is_empty());
 }
 
 #[test]

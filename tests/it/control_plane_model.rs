@@ -216,6 +216,9 @@ enum Ev {
     PeRemoved {
         pe: usize,
     },
+    PeAdded {
+        pe: usize,
+    },
 }
 
 /// An expected control-plane error.
@@ -367,7 +370,9 @@ impl Model {
             bindings: BTreeMap::new(),
             history: Vec::new(),
             next_key: VVOLS as u32,
-            events: Vec::new(),
+            // The setup adds the PEs in index order: ConfigProtocolEndpoint
+            // "New" events come first.
+            events: vec![((0..PES).map(|pe| Ev::PeAdded { pe }).collect(), true)],
             io_counter: 0,
             expect: Expect::Nothing,
         }
@@ -1323,7 +1328,8 @@ fn event_of(sut: &Sut, kind: &EventKind) -> Ev {
         | EventKind::PeDrained { array, pe }
         | EventKind::PeFailed { array, pe }
         | EventKind::PeRestored { array, pe }
-        | EventKind::PeRemoved { array, pe } => {
+        | EventKind::PeRemoved { array, pe }
+        | EventKind::PeAdded { array, pe } => {
             let p = sut.pe_index(*pe);
             assert_eq!(array.0 as usize, PE_ARRAY[p], "array of {pe}");
             match kind {
@@ -1331,6 +1337,7 @@ fn event_of(sut: &Sut, kind: &EventKind) -> Ev {
                 EventKind::PeDrained { .. } => Ev::PeDrained { pe: p },
                 EventKind::PeFailed { .. } => Ev::PeFailed { pe: p },
                 EventKind::PeRestored { .. } => Ev::PeRestored { pe: p },
+                EventKind::PeAdded { .. } => Ev::PeAdded { pe: p },
                 _ => Ev::PeRemoved { pe: p },
             }
         }
