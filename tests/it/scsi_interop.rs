@@ -215,6 +215,9 @@ fn interop_sg_decode_sense_reads_our_sense_data() {
     let text = decode_sense(&f.run(0, slu, &tur, &[]));
     assert_has(&text, "Fixed format, current; Sense key: Unit Attention");
     assert_has(&text, "Power on, reset, or bus device reset occurred");
+    // Each LU reports it once to the nexus (SAM-5 5.14): the ALU too.
+    let text = decode_sense(&f.run(0, f.alu(), &tur, &[]));
+    assert_has(&text, "Power on, reset, or bus device reset occurred");
     let far = Lun::conglomerate(PE_LUN, Some(SubsidiaryElement::Simple(77))).unwrap();
     let text = decode_sense(&f.run(0, far, &tur, &[]));
     assert_has(&text, "Sense key: Illegal Request");
@@ -230,10 +233,11 @@ fn interop_sg_decode_sense_reads_our_sense_data() {
     let text = decode_sense(&f.run(0, slu, &report_luns(0x12), &[]));
     assert_has(&text, "Invalid field in cdb");
     assert_has(&text, "Error in Command: byte 2 bit 7");
-    // A bind behind the PE: REPORTED LUNS DATA HAS CHANGED.
+    // A bind behind the PE: REPORTED LUNS DATA HAS CHANGED, on the PE's
+    // ALU (what REPORT LUNS SELECT REPORT 12h to it returns changed).
     let v2 = f.vvol(4);
     f.bind(0, v2);
-    let text = decode_sense(&f.run(0, slu, &tur, &[]));
+    let text = decode_sense(&f.run(0, f.alu(), &tur, &[]));
     assert_has(&text, "Reported luns data has changed");
     f.plane.resize_vvol(v, 8 << 20).unwrap();
     let text = decode_sense(&f.run(0, slu, &tur, &[]));
