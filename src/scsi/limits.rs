@@ -40,6 +40,6 @@ pub const MAX_SPC2_RESERVATIONS: usize = 1 << 16;
 pub const MAX_LUS_PER_NEXUS: usize = 1024;
 /// Most logical units with mode parameters of their own (set by MODE
 /// SELECT; the others use the defaults). Past it, after forgetting those
-/// of bindings that no longer exist, MODE SELECT for a further LU fails
+/// of vVols that no longer exist, MODE SELECT for a further LU fails
 /// with ILLEGAL REQUEST, INSUFFICIENT RESOURCES (55h/03h).
 pub const MAX_MODE_PARAMETER_LUS: usize = 65_536;

@@ -92,7 +92,7 @@ impl ModeTable {
 
     /// Sets `key`'s parameters; returns (change before, change after), or
     /// `None` when [`MAX_MODE_PARAMETER_LUS`] LUs already have their own
-    /// (after forgetting those of bindings that no longer exist).
+    /// (after forgetting those of vVols that no longer exist).
     fn set(&self, target: &ScsiTarget, key: LuKey, params: ModeParams) -> Option<(u64, u64)> {
         let mut map = self.map.write();
         let before = map.get(&key).map_or(0, |e| e.change);
@@ -101,11 +101,10 @@ impl ModeTable {
             return Some((before, before));
         }
         if !map.contains_key(&key) && map.len() >= MAX_MODE_PARAMETER_LUS {
+            // Forget the LUs of vVols that no longer exist (on per-host PEs
+            // no host-less lookup names the binding, so the vVol decides).
             map.retain(|k, _| match k {
-                LuKey::Slu(h) => target
-                    .router
-                    .resolve(h.pe, h.secondary_id)
-                    .is_some_and(|r| r.generation == h.generation),
+                LuKey::Slu(_, vvol) => target.plane.vvol_by_key(*vvol).is_some(),
                 _ => true,
             });
             if map.len() >= MAX_MODE_PARAMETER_LUS {

@@ -58,7 +58,7 @@ use parking_lot::{Mutex, RwLock};
 use super::Sense;
 use super::limits::MAX_LUS_PER_NEXUS;
 use super::target::{ItNexus, Lu, ScsiTarget};
-use crate::model::{BindHandle, PeId};
+use crate::model::{BindHandle, PeId, VvolKey};
 
 /// A logical unit as the per-LU tables key it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -68,8 +68,11 @@ pub(crate) enum LuKey {
     /// A PE's administrative logical unit.
     Alu(PeId),
     /// A subsidiary logical unit: one binding (a rebind at the same
-    /// secondary id is another LU).
-    Slu(BindHandle),
+    /// secondary id is another LU) of one vVol. The vVol is part of the key
+    /// because on a PE with per-(PE, host) secondary ids two hosts' handles
+    /// may be equal for different vVols, and the per-LU tables shared by
+    /// all nexuses (mode parameters) must not mix them.
+    Slu(BindHandle, VvolKey),
 }
 
 impl LuKey {
@@ -78,7 +81,7 @@ impl LuKey {
         match lu {
             Lu::ReportLunsWlun => Some(Self::Wlun),
             Lu::Alu(index) => target.pe_id(*index).map(Self::Alu),
-            Lu::Slu(s) => Some(Self::Slu(s.handle)),
+            Lu::Slu(s) => Some(Self::Slu(s.handle, s.key)),
             Lu::AbsentLun0 | Lu::Unsupported => None,
         }
     }
@@ -87,7 +90,7 @@ impl LuKey {
         match self {
             Self::Wlun => None,
             Self::Alu(pe) => Some(pe),
-            Self::Slu(h) => Some(h.pe),
+            Self::Slu(h, _) => Some(h.pe),
         }
     }
 }
@@ -359,7 +362,7 @@ impl NexusState {
 /// any one.
 fn evict(lus: &mut FxHashMap<LuKey, Arc<Mutex<LuUa>>>, target: &ScsiTarget, nexus: ItNexus) {
     let gone = lus.keys().copied().find(|k| match k {
-        LuKey::Slu(h) => target
+        LuKey::Slu(h, _) => target
             .router
             .resolve_for_host(h.pe, nexus.host, h.secondary_id)
             .is_none_or(|r| r.generation != h.generation),

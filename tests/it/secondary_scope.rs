@@ -397,6 +397,51 @@ mod scsi {
         r.data_in
     }
 
+    /// Two hosts' SLUs on a per-host PE may have equal handles; they are
+    /// different LUs (different vVols), so one's mode parameters are not
+    /// the other's (SPC-5: mode parameters are per LU).
+    #[test]
+    fn equal_handles_of_two_hosts_keep_their_own_mode_parameters() {
+        let p = setup(
+            ControlPlane::new(Limits::default()),
+            SecondaryIdScope::PerPeAndHost,
+            16,
+        );
+        let (a, b) = (p.hosts[0], p.hosts[1]);
+        let ha = bind_one(&p.plane, a, p.vvol(), BindContext::Normal);
+        let hb = bind_one(&p.plane, b, p.vvol(), BindContext::Normal);
+        assert_eq!(ha, hb, "the same handle in both hosts' spaces");
+        let target = ScsiTarget::new(Arc::clone(&p.plane), p.array).unwrap();
+        let (na, nb) = (ItNexus::new(a, 1), ItNexus::new(b, 1));
+        let lun = target.lun_of(ha).unwrap();
+        let sense = [0x1A, 0, 0x08, 0, 0xFF, 0]; // caching page
+        let wce = |nexus| {
+            let mut r = target.execute(nexus, lun, &sense, &[]);
+            if r.status == Status::CheckCondition {
+                r = target.execute(nexus, lun, &sense, &[]);
+            }
+            assert_eq!(r.status, Status::Good, "{r:?}");
+            // Header (4), block descriptor (8), then the page: WCE is bit 2
+            // of its byte 2.
+            r.data_in[4 + 8 + 2] & 0x04 != 0
+        };
+        assert!(wce(na) && wce(nb), "WCE=1 by default");
+        // Host a turns its write cache off.
+        let page = target.execute(na, lun, &sense, &[]).data_in;
+        let mut list = vec![0u8; 4];
+        let mut caching = page[4 + 8..].to_vec();
+        caching[2] &= !0x04;
+        list.extend_from_slice(&caching);
+        let select = [0x15, 0x10, 0, 0, list.len() as u8, 0];
+        let r = target.execute(na, lun, &select, &list);
+        assert_eq!(r.status, Status::Good, "{r:?}");
+        assert!(!wce(na));
+        // Host b's LU is another vVol: untouched, and no 2Ah/01h for it.
+        let tur = target.execute(nb, lun, &[0; 6], &[]);
+        assert_eq!(tur.status, Status::Good, "{tur:?}");
+        assert!(wce(nb));
+    }
+
     #[test]
     fn each_hosts_nexus_reaches_its_own_vvol_at_the_same_lun() {
         let p = setup(
