@@ -3,13 +3,14 @@
 //! with VASA faults, and the two queue limits of a PE (per host and
 //! shared), all across a reopen of a durable plane.
 
-use std::sync::{Arc, Condvar, Mutex};
+use crate::support::gate::Gate;
+use std::sync::Arc;
 
 use vvol::{
-    ArraySpec, BackendOp, BindContext, BlockBackend, ContainerId, ContainerSpec, ControlError,
-    ControlPlane, HostId, InitiatorKind, InitiatorName, JournalOptions, Limits,
-    MAX_INITIATORS_PER_HOST, MemStore, MemoryBackend, Naa, ParseError, PeId, PeSpec, Protocol,
-    RouteError, ScsiPath, VasaFault, VvolId, VvolSpec, VvolType,
+    ArraySpec, BindContext, ContainerId, ContainerSpec, ControlError, ControlPlane, HostId,
+    InitiatorKind, InitiatorName, JournalOptions, Limits, MAX_INITIATORS_PER_HOST, MemStore, Naa,
+    ParseError, PeId, PeSpec, Protocol, RouteError, ScsiPath, VasaFault, VvolId, VvolSpec,
+    VvolType,
 };
 
 use crate::support::{bind_one, create_on};
@@ -370,81 +371,6 @@ fn access_rules_initiators_and_queue_depths_survive_reopen() {
     drop(plane);
     let plane = open(&mem);
     want(&plane);
-}
-
-/// A backend whose reads wait until opened, to hold commands in flight.
-#[derive(Debug)]
-struct Gate {
-    inner: MemoryBackend,
-    state: Mutex<(u32, bool)>,
-    cv: Condvar,
-}
-
-impl Gate {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            inner: MemoryBackend::new(4 * MIB, 512).unwrap(),
-            state: Mutex::new((0, false)),
-            cv: Condvar::new(),
-        })
-    }
-
-    /// Waits until `n` reads are inside the backend.
-    fn wait_for(&self, n: u32) {
-        let mut s = self.state.lock().unwrap();
-        while s.0 < n {
-            s = self.cv.wait(s).unwrap();
-        }
-    }
-
-    fn open(&self) {
-        self.state.lock().unwrap().1 = true;
-        self.cv.notify_all();
-    }
-}
-
-impl BlockBackend for Gate {
-    fn capacity_bytes(&self) -> u64 {
-        self.inner.capacity_bytes()
-    }
-    fn logical_block_size(&self) -> u32 {
-        self.inner.logical_block_size()
-    }
-    fn supports(&self, op: BackendOp) -> bool {
-        self.inner.supports(op)
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), vvol::BackendError> {
-        let mut s = self.state.lock().unwrap();
-        s.0 += 1;
-        self.cv.notify_all();
-        while !s.1 {
-            s = self.cv.wait(s).unwrap();
-        }
-        drop(s);
-        self.inner.read_at(offset, buf)
-    }
-    fn write_at(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), vvol::BackendError> {
-        self.inner.write_at(offset, data, fua)
-    }
-    fn flush(&self) -> Result<(), vvol::BackendError> {
-        self.inner.flush()
-    }
-    fn discard(&self, offset: u64, len: u64) -> Result<(), vvol::BackendError> {
-        self.inner.discard(offset, len)
-    }
-    fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), vvol::BackendError> {
-        self.inner.write_zeroes(offset, len)
-    }
-    fn allocation(
-        &self,
-        offset: u64,
-        len: u64,
-    ) -> Result<Vec<vvol::AllocationExtent>, vvol::BackendError> {
-        self.inner.allocation(offset, len)
-    }
-    fn resize(&self, new_capacity_bytes: u64) -> Result<(), vvol::BackendError> {
-        self.inner.resize(new_capacity_bytes)
-    }
 }
 
 /// Through the SCSI target: discovery follows the access rules, queue

@@ -2,10 +2,10 @@
 //! inline sense, agreement with `execute`, and commands without I/O that
 //! take no place in the PE's queue (review S17).
 
-use std::sync::{Arc, Condvar, Mutex};
+use crate::support::gate::Gate;
+use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
-use vvol::backend::{BackendOp, MemoryBackend};
 use vvol::scsi::{Lun, Residual, ScsiCompletion, Status};
 use vvol::{UnbindContext, VvolSpec, VvolType};
 
@@ -152,80 +152,6 @@ fn sense_is_inline_in_both_formats_and_matches_execute() {
     assert_eq!(c.sense.len(), 20);
     let r = f.run(0, slu, &caw, &out);
     assert_eq!(&c.sense[..], &r.sense[..]);
-}
-
-/// A backend whose reads wait until released.
-#[derive(Debug)]
-struct Gate {
-    inner: MemoryBackend,
-    state: Mutex<(u32, bool)>,
-    cv: Condvar,
-}
-
-impl Gate {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            inner: MemoryBackend::new(4 * MIB, 512).unwrap(),
-            state: Mutex::new((0, false)),
-            cv: Condvar::new(),
-        })
-    }
-
-    fn wait_for(&self, readers: u32) {
-        let mut s = self.state.lock().unwrap();
-        while s.0 < readers {
-            s = self.cv.wait(s).unwrap();
-        }
-    }
-
-    fn open(&self) {
-        self.state.lock().unwrap().1 = true;
-        self.cv.notify_all();
-    }
-}
-
-impl vvol::BlockBackend for Gate {
-    fn capacity_bytes(&self) -> u64 {
-        self.inner.capacity_bytes()
-    }
-    fn logical_block_size(&self) -> u32 {
-        self.inner.logical_block_size()
-    }
-    fn supports(&self, op: BackendOp) -> bool {
-        self.inner.supports(op)
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), vvol::BackendError> {
-        let mut s = self.state.lock().unwrap();
-        s.0 += 1;
-        self.cv.notify_all();
-        while !s.1 {
-            s = self.cv.wait(s).unwrap();
-        }
-        drop(s);
-        self.inner.read_at(offset, buf)
-    }
-    fn write_at(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), vvol::BackendError> {
-        self.inner.write_at(offset, data, fua)
-    }
-    fn flush(&self) -> Result<(), vvol::BackendError> {
-        self.inner.flush()
-    }
-    fn discard(&self, offset: u64, len: u64) -> Result<(), vvol::BackendError> {
-        self.inner.discard(offset, len)
-    }
-    fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), vvol::BackendError> {
-        self.inner.write_zeroes(offset, len)
-    }
-    fn allocation(
-        &self,
-        offset: u64,
-        len: u64,
-    ) -> Result<Vec<vvol::AllocationExtent>, vvol::BackendError> {
-        self.inner.allocation(offset, len)
-    }
-    fn resize(&self, new_capacity_bytes: u64) -> Result<(), vvol::BackendError> {
-        self.inner.resize(new_capacity_bytes)
-    }
 }
 
 struct OpenOnDrop<'a>(&'a Gate);

@@ -839,68 +839,11 @@ fn report_supported_operation_codes() {
     assert_eq!(len % 20, 0);
 }
 
-/// A backend whose reads wait until released, to hold commands in the task
-/// set without timing.
-#[derive(Debug)]
-struct Gate {
-    inner: MemoryBackend,
-    state: std::sync::Mutex<(u32, bool)>,
-    cv: std::sync::Condvar,
-}
-
-impl vvol::BlockBackend for Gate {
-    fn capacity_bytes(&self) -> u64 {
-        self.inner.capacity_bytes()
-    }
-    fn logical_block_size(&self) -> u32 {
-        self.inner.logical_block_size()
-    }
-    fn supports(&self, op: BackendOp) -> bool {
-        self.inner.supports(op)
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), vvol::BackendError> {
-        let mut s = self.state.lock().unwrap();
-        s.0 += 1;
-        self.cv.notify_all();
-        while !s.1 {
-            s = self.cv.wait(s).unwrap();
-        }
-        drop(s);
-        self.inner.read_at(offset, buf)
-    }
-    fn write_at(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), vvol::BackendError> {
-        self.inner.write_at(offset, data, fua)
-    }
-    fn flush(&self) -> Result<(), vvol::BackendError> {
-        self.inner.flush()
-    }
-    fn discard(&self, offset: u64, len: u64) -> Result<(), vvol::BackendError> {
-        self.inner.discard(offset, len)
-    }
-    fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), vvol::BackendError> {
-        self.inner.write_zeroes(offset, len)
-    }
-    fn allocation(
-        &self,
-        offset: u64,
-        len: u64,
-    ) -> Result<Vec<vvol::AllocationExtent>, vvol::BackendError> {
-        self.inner.allocation(offset, len)
-    }
-    fn resize(&self, new_capacity_bytes: u64) -> Result<(), vvol::BackendError> {
-        self.inner.resize(new_capacity_bytes)
-    }
-}
-
 #[test]
 fn full_queue_gives_task_set_full_or_busy() {
     const DEPTH: u32 = 32;
     let f = Fixture::with_queue_depth(DEPTH);
-    let gate = Arc::new(Gate {
-        inner: MemoryBackend::new(4 * MIB, 512).unwrap(),
-        state: std::sync::Mutex::new((0, false)),
-        cv: std::sync::Condvar::new(),
-    });
+    let gate = crate::support::gate::Gate::new();
     let v = crate::support::create_on(
         &f.plane,
         f.container,
@@ -917,11 +860,7 @@ fn full_queue_gives_task_set_full_or_busy() {
         let readers: Vec<_> = (0..DEPTH)
             .map(|_| s.spawn(|| f.run(0, slu, &read10(0, 1), &[])))
             .collect();
-        let mut st = gate.state.lock().unwrap();
-        while st.0 < DEPTH {
-            st = gate.cv.wait(st).unwrap();
-        }
-        drop(st);
+        gate.wait_for(DEPTH);
         // Host 1's nexus has commands in the task set: TASK SET FULL.
         assert_eq!(
             f.run(0, slu, &read10(0, 1), &[]).status,
@@ -929,8 +868,7 @@ fn full_queue_gives_task_set_full_or_busy() {
         );
         // Host 2's nexus has none: BUSY.
         assert_eq!(f.run(1, slu, &read10(0, 1), &[]).status, Status::Busy);
-        gate.state.lock().unwrap().1 = true;
-        gate.cv.notify_all();
+        gate.open();
         for r in readers {
             assert_eq!(r.join().unwrap().status, Status::Good);
         }

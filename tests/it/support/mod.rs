@@ -1,5 +1,7 @@
 //! Shared helpers for the integration tests.
 
+pub(crate) mod gate;
+
 use vvol::{BindContext, BindHandle, BlockBackend, ControlPlane, HostId, VvolId};
 
 /// Binds one vVol and returns its handle, panicking with context otherwise.
