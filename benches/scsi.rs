@@ -28,7 +28,7 @@ use std::time::Instant;
 use criterion::{Criterion, Throughput, criterion_group};
 use fixture::fixture;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
-use vvol::scsi::{ItNexus, Lun, ScsiTarget, Status};
+use vvol::scsi::{ItNexus, Lun, ScsiSession, ScsiTarget, Status};
 use vvol::{BindHandle, HostId, Router};
 
 #[global_allocator]
@@ -125,6 +125,20 @@ impl Setup {
     }
 }
 
+/// READ(10) through a session (what a transport connection holds).
+fn read_session(session: &mut ScsiSession<'_>, lun: Lun, buf: &mut [u8]) {
+    let c = session.execute_into(black_box(lun), &READ10, &[], buf);
+    assert_eq!((c.status, c.data_in_len), (Status::Good, LEN));
+    black_box(c);
+}
+
+/// WRITE(10) through a session.
+fn write_session(session: &mut ScsiSession<'_>, lun: Lun, data: &[u8]) {
+    let c = session.execute_into(black_box(lun), &WRITE10, data, &mut []);
+    assert_eq!(c.status, Status::Good);
+    black_box(c);
+}
+
 fn setups() -> Vec<Setup> {
     vec![Setup::new("1k", 1_000), Setup::new("100k", 100_000)]
 }
@@ -139,6 +153,13 @@ fn scsi(c: &mut Criterion) {
         g.bench_function("read10_4k/router", |b| b.iter(|| s.read_router(&mut buf)));
         g.bench_function("write10_4k/target", |b| b.iter(|| s.write_target(&data)));
         g.bench_function("write10_4k/router", |b| b.iter(|| s.write_router(&data)));
+        let mut session = s.target.session(s.nexus);
+        g.bench_function("read10_4k/session", |b| {
+            b.iter(|| read_session(&mut session, s.lun, &mut buf));
+        });
+        g.bench_function("write10_4k/session", |b| {
+            b.iter(|| write_session(&mut session, s.lun, &data));
+        });
         g.finish();
     }
 }
@@ -170,32 +191,39 @@ fn rounds() {
     let data = vec![0xA5u8; LEN];
     let mut buf = vec![0u8; LEN];
     let setups = setups();
-    // [setup][read, write][router, target]
-    let mut best = vec![[[f64::INFINITY; 2]; 2]; setups.len()];
+    // [setup][read, write][router, target, session]
+    let mut best = vec![[[f64::INFINITY; 3]; 2]; setups.len()];
+    let mut sessions: Vec<ScsiSession<'_>> =
+        setups.iter().map(|s| s.target.session(s.nexus)).collect();
     for _ in 0..rounds {
         for (i, s) in setups.iter().enumerate() {
             let b = &mut best[i];
+            let session = &mut sessions[i];
             b[0][0] = b[0][0].min(time(ROUND_CALLS, || s.read_router(&mut buf)));
             b[0][1] = b[0][1].min(time(ROUND_CALLS, || s.read_target(&mut buf)));
+            b[0][2] = b[0][2].min(time(ROUND_CALLS, || read_session(session, s.lun, &mut buf)));
             b[1][0] = b[1][0].min(time(ROUND_CALLS, || s.write_router(&data)));
             b[1][1] = b[1][1].min(time(ROUND_CALLS, || s.write_target(&data)));
+            b[1][2] = b[1][2].min(time(ROUND_CALLS, || write_session(session, s.lun, &data)));
         }
     }
     println!("\nalternating rounds: {rounds} x {ROUND_CALLS} calls, best ns per call");
     for (i, s) in setups.iter().enumerate() {
         for (j, op) in ["read10_4k", "write10_4k"].iter().enumerate() {
-            let [router, target] = best[i][j];
-            let over = target - router;
-            let allowed = (router * 0.25).max(40.0);
+            let [router, target, session] = best[i][j];
             println!("scsi.{}.{op}.router {router:.2}", s.name);
-            println!("scsi.{}.{op}.target {target:.2}", s.name);
-            println!(
-                "scsi.{}.{op}.ratio {:.3} (+{over:.2} ns over the router, {} bindings; goal +{allowed:.2} ns: {})",
-                s.name,
-                target / router,
-                s.bindings,
-                if over <= allowed { "met" } else { "missed" }
-            );
+            for (path, ns) in [("target", target), ("session", session)] {
+                let over = ns - router;
+                let allowed = (router * 0.25).max(40.0);
+                println!("scsi.{}.{op}.{path} {ns:.2}", s.name);
+                println!(
+                    "scsi.{}.{op}.{path}_ratio {:.3} (+{over:.2} ns over the router, {} bindings; goal +{allowed:.2} ns: {})",
+                    s.name,
+                    ns / router,
+                    s.bindings,
+                    if over <= allowed { "met" } else { "missed" }
+                );
+            }
         }
     }
     for s in &setups {

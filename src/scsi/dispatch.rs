@@ -16,21 +16,11 @@ fn ua_exempt(opcode: u8) -> bool {
 /// Unavailable while the PE is failed); `None` for LUs outside a
 /// conglomerate (the W-LUN).
 fn alua_state(ctx: &Ctx<'_>) -> Option<super::AluaState> {
-    let index = match ctx.lu {
-        Lu::Alu(i) => i,
-        Lu::Slu(s) => s.pe,
-        _ => return None,
-    };
-    let pes = ctx.target.pes.read();
-    let pe = pes.get(index)?;
-    let group = pe
-        .ports
-        .iter()
-        .find(|(port, _)| *port == ctx.nexus.relative_target_port)
-        .map(|(_, g)| *g)?;
-    let id = pe.id;
-    drop(pes);
-    ctx.target.pe_alua_state(id, group)
+    if !matches!(ctx.lu, Lu::Alu(_) | Lu::Slu(_)) {
+        return None;
+    }
+    let (pe, group) = ctx.port?;
+    ctx.target.pe_alua_state(pe, group)
 }
 
 pub(crate) fn dispatch(ctx: &Ctx<'_>) -> CmdResult {
@@ -68,7 +58,7 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>) -> CmdResult {
     // own (`reservation.rs` keeps them per I_T nexus and LU).
     let take_ua = || {
         ctx.state
-            .take(ctx.target, ctx.nexus, &ctx.lu)
+            .take(ctx.target, ctx.nexus, &ctx.lu, ctx.lu_cache)
             .or_else(|| ctx.target.reservations.take_ua(ctx))
     };
     if opcode == op::REQUEST_SENSE {

@@ -193,12 +193,25 @@ impl ScsiTarget {
         data_out: &[u8],
         data_in: &mut [u8],
     ) -> ScsiCompletion {
+        into_buffer(data_in, |sink| {
+            self.execute_with(nexus, lun, cdb, data_out, sink)
+        })
+    }
+}
+
+/// Runs `command` with `data_in` as its READ sink and completes it: data-in
+/// of other commands copied in, length and residual.
+pub(crate) fn into_buffer(
+    data_in: &mut [u8],
+    command: impl FnOnce(&dyn DataInSink) -> Outcome,
+) -> ScsiCompletion {
+    {
         let capacity = data_in.len();
         let sink = CallerBuffer {
             buffer: Cell::new(Some(&mut *data_in)),
             filled: Cell::new(None),
         };
-        let outcome = self.execute_with(nexus, lun, cdb, data_out, &sink);
+        let outcome = command(&sink);
         // The sink's last use: `data_in` is the caller's again below.
         let filled = sink.filled.get();
         let (status, produced, sense) = match outcome {

@@ -7,7 +7,10 @@
 //!   [`VendorSecondaryId`]: the 8-byte LUN codec and vendor id text;
 //! - [`ScsiTarget`]: executes CDBs for an [`ItNexus`] and a [`Lun`] through
 //!   the [`Router`](crate::Router), returning a [`ScsiResponse`] (status,
-//!   data-in, [`Sense`] bytes);
+//!   data-in, [`Sense`] bytes), or with
+//!   [`execute_into`](ScsiTarget::execute_into) into the caller's buffer;
+//! - [`ScsiSession`]: one nexus's commands as a transport connection issues
+//!   them, holding the nexus's state between commands;
 //! - [`AluaState`]: target port group states (REPORT TARGET PORT GROUPS,
 //!   NOT READY on non-active ports, UNIT ATTENTION 2Ah/06h on change);
 //! - [`Multipath`]: one host's paths to a PE with ALUA-aware failover and
@@ -96,6 +99,7 @@ mod reservation;
 mod reservation_cmd;
 mod reservation_out;
 mod sense;
+mod session;
 mod target;
 mod unit_attention;
 
@@ -121,6 +125,7 @@ pub use report_luns::MIN_REPORT_LUNS_ALLOCATION;
 pub use sense::{
     FIXED_SENSE_LEN, FieldPointer, MAX_SENSE_LEN, Sense, SenseBuffer, SenseKey, Status,
 };
+pub use session::ScsiSession;
 pub use target::{
     InitiatorPortId, ItNexus, ScsiResponse, ScsiTarget, WRITE_LOCK_STRIPES, derive_vvol_naa,
 };

@@ -14,7 +14,7 @@ use super::lun::{Lun, REPORT_LUNS_WLUN, SubsidiaryElement};
 use super::mode::ModeTable;
 use super::nexus_table::NexusTable;
 use super::sense::{SenseKey, Status};
-use super::unit_attention::{LuKey, NexusState};
+use super::unit_attention::{LuCache, LuKey, NexusState};
 use super::{ScsiError, Sense};
 use crate::model::{
     ArrayId, BindHandle, HostId, Naa, PeId, SubsidiaryAddressing, Transport, VvolId, VvolKey,
@@ -159,6 +159,14 @@ impl From<Sense> for Fail {
 
 pub(crate) type CmdResult = Result<Vec<u8>, Fail>;
 
+/// The nexus a command runs on: its state, found in the nexus table or
+/// held by a session, and the session's LU cache.
+pub(crate) struct On<'a> {
+    pub(crate) nexus: ItNexus,
+    pub(crate) state: &'a NexusState,
+    pub(crate) lu_cache: Option<&'a LuCache>,
+}
+
 /// What one command is executing against.
 pub(crate) struct Ctx<'a> {
     pub(crate) target: &'a ScsiTarget,
@@ -172,6 +180,11 @@ pub(crate) struct Ctx<'a> {
     pub(crate) key: Option<LuKey>,
     /// Where READ data-in goes (`execute_into`'s buffer, or its own).
     pub(crate) data_in: &'a dyn DataInSink,
+    /// The session's last LU entry (`ScsiSession`), if a session runs it.
+    pub(crate) lu_cache: Option<&'a LuCache>,
+    /// The addressed LU's PE and the target port group of the nexus's
+    /// port on it (read with the PE list when the LUN was resolved).
+    pub(crate) port: Option<(PeId, u16)>,
 }
 
 impl Ctx<'_> {
@@ -566,7 +579,14 @@ impl ScsiTarget {
 
     /// Resolves `lun` for `nexus`; `Err` when a queue-full status must be
     /// returned instead.
-    pub(crate) fn resolve_lu(&self, nexus: ItNexus, lun: Lun) -> Result<Lu, RouteError> {
+    /// `port` is set to the addressed PE and the target port group of the
+    /// nexus's port on it, when the LUN names a PE's conglomerate.
+    pub(crate) fn resolve_lu(
+        &self,
+        nexus: ItNexus,
+        lun: Lun,
+        port: &mut Option<(PeId, u16)>,
+    ) -> Result<Lu, RouteError> {
         if lun == REPORT_LUNS_WLUN {
             return Ok(Lu::ReportLunsWlun);
         }
@@ -589,6 +609,11 @@ impl ScsiTarget {
                 Lu::Unsupported
             });
         };
+        *port = pe
+            .ports
+            .iter()
+            .find(|(p, _)| *p == nexus.relative_target_port)
+            .map(|(_, group)| (pe.id, *group));
         match c.subsidiary {
             None => {
                 let visible = super::access::alu_visible(&self.router, nexus.host, pe.id);
@@ -698,20 +723,39 @@ impl ScsiTarget {
         data_in: &dyn DataInSink,
     ) -> Outcome {
         let state = self.nexus(nexus);
-        let (result, key) = self.run(nexus, &state, lun, cdb, data_out, data_in);
+        let on = On {
+            nexus,
+            state: &state,
+            lu_cache: None,
+        };
+        self.execute_on(&on, lun, cdb, data_out, data_in)
+    }
+
+    /// Runs one command of the nexus `on` names (a session's, or one found
+    /// in the nexus table).
+    pub(crate) fn execute_on(
+        &self,
+        on: &On<'_>,
+        lun: Lun,
+        cdb: &[u8],
+        data_out: &[u8],
+        data_in: &dyn DataInSink,
+    ) -> Outcome {
+        let (result, key) = self.run(on, lun, cdb, data_out, data_in);
         Outcome::of(result, || self.mode.get(key).d_sense)
     }
 
     fn run(
         &self,
-        nexus: ItNexus,
-        state: &NexusState,
+        on: &On<'_>,
         lun: Lun,
         cdb: &[u8],
         data_out: &[u8],
         data_in: &dyn DataInSink,
     ) -> (CmdResult, Option<LuKey>) {
-        let lu = match self.resolve_lu(nexus, lun) {
+        let nexus = on.nexus;
+        let mut port = None;
+        let lu = match self.resolve_lu(nexus, lun, &mut port) {
             Ok(lu) => lu,
             Err(e) => {
                 let status = super::access::queue_full_status(&e).unwrap_or(Status::Busy);
@@ -726,13 +770,15 @@ impl ScsiTarget {
         let ctx = Ctx {
             target: self,
             nexus,
-            state,
+            state: on.state,
             cdb,
             data_out,
             lun,
             lu,
             key,
             data_in,
+            lu_cache: on.lu_cache,
+            port,
         };
         (super::dispatch::dispatch(&ctx), key)
     }

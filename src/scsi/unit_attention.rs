@@ -111,7 +111,7 @@ struct Seen {
 }
 
 #[derive(Debug)]
-struct LuUa {
+pub(crate) struct LuUa {
     /// The power-on condition of this LU for the nexus.
     power_on: bool,
     seen: Seen,
@@ -137,6 +137,14 @@ pub(crate) enum ToldScope {
     /// 12h: one conglomerate.
     Conglomerate(PeId),
 }
+
+/// The last LU a [`ScsiSession`](super::ScsiSession) addressed, with its
+/// unit attention entry: a session's next command to the same LU finds it
+/// without the nexus's LU table. An entry the table forgot past
+/// `MAX_LUS_PER_NEXUS` stays in use here (it keeps its counters, so no
+/// condition is lost; a REPORT LUNS that clears 3Fh/0Eh on the table's
+/// LUs may leave this one to report it once more).
+pub(crate) type LuCache = std::cell::Cell<Option<(LuKey, Arc<Mutex<LuUa>>)>>;
 
 /// The state of one I_T nexus.
 #[derive(Debug)]
@@ -223,14 +231,32 @@ impl NexusState {
 
     /// Takes the highest-priority pending unit attention of `lu` for this
     /// nexus, clearing it on that LU only.
-    pub(crate) fn take(&self, target: &ScsiTarget, nexus: ItNexus, lu: &Lu) -> Option<Sense> {
+    ///
+    /// With `cache` (a session's), the entry of the LU the session last
+    /// addressed is reused without the LU table's lock, and this one is
+    /// kept there.
+    pub(crate) fn take(
+        &self,
+        target: &ScsiTarget,
+        nexus: ItNexus,
+        lu: &Lu,
+        cache: Option<&LuCache>,
+    ) -> Option<Sense> {
         if self.transient {
             return None;
         }
         let key = LuKey::of(target, lu)?;
         let now = self.now(target, nexus, key, lu);
-        let entry = self.entry(target, nexus, key, now);
-        let sense = Self::take_from(&mut entry.lock(), now)?;
+        let cached = cache
+            .and_then(std::cell::Cell::take)
+            .filter(|(k, _)| *k == key)
+            .map(|(_, entry)| entry);
+        let entry = cached.unwrap_or_else(|| self.entry(target, nexus, key, now));
+        let sense = Self::take_from(&mut entry.lock(), now);
+        if let Some(cache) = cache {
+            cache.set(Some((key, entry)));
+        }
+        let sense = sense?;
         if (sense.asc, sense.ascq) == (0x3F, 0x0E) {
             // LUICLR=1 (SPC-5 7.7.7, Extended INQUIRY Data VPD page: "shall
             // be set to one"): reporting REPORTED LUNS DATA HAS CHANGED on

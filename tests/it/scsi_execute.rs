@@ -344,3 +344,85 @@ proptest! {
         prop_assert_eq!(c.residual, Residual::of(r.data_in.len(), buf_len));
     }
 }
+
+/// One step of a host's life with the target.
+#[derive(Clone, Debug)]
+enum Step {
+    /// A command to the SLU (`None`), the ALU (`Some(true)`) or LUN 0.
+    Command(Option<bool>, Vec<u8>, Vec<u8>),
+    /// A target reset: 29h/00h on every LU.
+    Reset,
+    /// Another vVol bound for the host: 3Fh/0Eh on the ALU.
+    Bind,
+    /// The SLU grows: 2Ah/09h on it.
+    Grow,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        8 => (
+            prop_oneof![Just(None), Just(Some(true)), Just(Some(false))],
+            cdb(),
+            proptest::collection::vec(any::<u8>(), 0..1100),
+        )
+            .prop_map(|(lu, cdb, out)| Step::Command(lu, cdb, out)),
+        1 => Just(Step::Reset),
+        1 => Just(Step::Bind),
+        1 => Just(Step::Grow),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// Two identical arrays, the same steps: one host's commands through a
+    /// `ScsiSession` (its LU cache kept across LUs and changes), the
+    /// other's through `execute_into`. Every completion agrees, unit
+    /// attentions included.
+    #[test]
+    fn a_session_agrees_with_execute_into(steps in proptest::collection::vec(step(), 1..24)) {
+        let twins = [Fixture::new(), Fixture::new()];
+        let mut slus = Vec::new();
+        let mut vvols = Vec::new();
+        for f in &twins {
+            let v = f.vvol(1);
+            let (_, slu) = f.bind(0, v);
+            slus.push(slu);
+            vvols.push(v);
+        }
+        prop_assert_eq!(slus[0], slus[1]);
+        let mut session = twins[0].target.session(twins[0].nexus(0));
+        let mut grown = 1;
+        for step in steps {
+            match step {
+                Step::Command(lu, cdb, out) => {
+                    let lun = match lu {
+                        None => slus[0],
+                        Some(true) => twins[0].alu(),
+                        Some(false) => Lun::default(),
+                    };
+                    let (mut a, mut b) = (vec![0u8; 4096], vec![0u8; 4096]);
+                    let via_session = session.execute_into(lun, &cdb, &out, &mut a);
+                    let direct = into(&twins[1], 0, lun, &cdb, &out, &mut b);
+                    prop_assert_eq!(via_session.status, direct.status, "{:02x?}", cdb);
+                    prop_assert_eq!(&via_session.sense[..], &direct.sense[..]);
+                    prop_assert_eq!(via_session.data_in_len, direct.data_in_len);
+                    prop_assert_eq!(via_session.residual, direct.residual);
+                    prop_assert_eq!(&a[..], &b[..]);
+                }
+                Step::Reset => twins.iter().for_each(|f| f.target.reset()),
+                Step::Bind => {
+                    for f in &twins {
+                        let v = f.vvol(1);
+                        f.bind(0, v);
+                    }
+                }
+                Step::Grow => {
+                    grown += 1;
+                    for (f, v) in twins.iter().zip(&vvols) {
+                        f.plane.resize_vvol(*v, grown << 20).unwrap();
+                    }
+                }
+            }
+        }
+    }
+}
