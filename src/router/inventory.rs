@@ -23,7 +23,7 @@ struct HostCounters {
     /// Bindings the host holds were made, unbound, or had their host set
     /// changed.
     binds: AtomicU64,
-    /// PEs were mapped or unmapped for the host (its PE context).
+    /// PEs were mapped or unmapped for the host (its access rules, `ControlPlane::map_pe`).
     maps: AtomicU64,
 }
 

@@ -290,16 +290,4 @@ impl Router {
         let io = self.admit(host, handle)?;
         Ok(io.binding().volume.backend.discard_zeroes())
     }
-
-    /// The unit in which a [`discard`](Self::discard) of the vVol at
-    /// `handle` frees storage, in bytes
-    /// ([`BlockBackend::discard_granularity`](crate::BlockBackend::discard_granularity);
-    /// `0` when unknown), checked like [`geometry`](Self::geometry).
-    ///
-    /// # Errors
-    /// As [`flush`](Self::flush).
-    pub fn discard_granularity(&self, host: HostId, handle: BindHandle) -> Result<u64, RouteError> {
-        let io = self.admit(host, handle)?;
-        Ok(io.binding().volume.backend.discard_granularity())
-    }
 }

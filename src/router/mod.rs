@@ -177,7 +177,8 @@ impl Router {
     /// How often what `host` may see has changed: bumped on every bind and
     /// unbind for `host` (and every change of a binding's host set that adds
     /// or drops it), on every PE added, removed or changing state, and when
-    /// a PE is mapped or unmapped for `host` (its PE context). A SCSI target
+    /// a PE is mapped or unmapped for `host` (its access rules,
+    /// [`ControlPlane::map_pe`](crate::ControlPlane::map_pe)). A SCSI target
     /// compares it (and the finer counters behind it) to decide whether
     /// REPORTED LUNS DATA HAS CHANGED may be due for the host's I_T nexuses.
     /// 0 for a host id past `max_hosts`. A few atomic loads; no lock.
@@ -215,36 +216,6 @@ impl Router {
     pub(crate) fn pe_failed(&self, pe: PeId) -> bool {
         self.table(pe)
             .is_some_and(|t| t.state() == TableState::Failed)
-    }
-
-    /// [`resolve`](Self::resolve) for a failed PE too (not a removed one),
-    /// with the bound vVol's capacity and block size when `host` may use
-    /// the binding: what a SCSI target needs to keep answering for an SLU
-    /// whose PE failed (it reports the Unavailable ALUA state, review S2).
-    // Read by the SCSI target only.
-    #[cfg_attr(not(feature = "scsi"), allow(dead_code))]
-    pub(crate) fn resolve_on_failed(
-        &self,
-        host: HostId,
-        pe: PeId,
-        secondary_id: SecondaryId,
-    ) -> Option<(Resolved, u64, u32)> {
-        let table = self.table(pe)?;
-        if table.state() != TableState::Failed {
-            return None;
-        }
-        let slots = table.slots(Some(host))?;
-        let word = slots.word(secondary_id)?;
-        let resolved = Resolved {
-            vvol: word.key?,
-            generation: word.generation,
-        };
-        let binding = slots.binding(secondary_id)?;
-        let b = binding.as_deref()?;
-        if b.generation != resolved.generation || !b.admits(host) {
-            return None;
-        }
-        Some((resolved, b.volume.capacity_bytes(), b.volume.block_size))
     }
 
     /// Whether the access rules of `host` map `pe` to it (array LUN

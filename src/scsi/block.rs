@@ -25,7 +25,7 @@ use super::limits::{
 };
 use super::sense::SenseKey;
 use super::target::{CmdResult, Ctx, Fail, Lu, Slu, stripe};
-use crate::{AllocationState, BackendError, RouteError};
+use crate::{AllocationState, BackendError, BlockBackend, RouteError};
 
 /// Logical blocks of a PE's administrative logical unit (READ CAPACITY
 /// reports the last LBA, so one block is the least it can express).
@@ -105,10 +105,26 @@ pub(crate) fn read_capacity_10(ctx: &Ctx<'_>) -> CmdResult {
 /// ([`BlockBackend::discard_zeroes`](crate::BlockBackend::discard_zeroes));
 /// never-written blocks read as zeros on every backend.
 pub(crate) fn lbprz(ctx: &Ctx<'_>, s: &Slu) -> Result<bool, Fail> {
+    backend_property(ctx, s, |b| b.discard_zeroes())
+}
+
+/// A property of the SLU's backend, read without a queue place: INQUIRY
+/// and READ CAPACITY do no I/O, so a full PE queue must not refuse them
+/// (review S17). LOGICAL UNIT NOT SUPPORTED when the binding went away
+/// since the LUN was resolved.
+pub(crate) fn backend_property<T>(
+    ctx: &Ctx<'_>,
+    s: &Slu,
+    f: impl FnOnce(&dyn BlockBackend) -> T,
+) -> Result<T, Fail> {
+    let handle = s.handle;
     ctx.target
         .router
-        .discard_zeroes(ctx.nexus.host, s.handle)
-        .map_err(|e| ctx.route(e, false))
+        .with_bound(handle.pe, ctx.nexus.host, handle.secondary_id, |b| {
+            (b.generation == handle.generation).then(|| f(&*b.volume.backend))
+        })
+        .flatten()
+        .ok_or_else(|| Sense::lun_not_supported().into())
 }
 
 /// READ CAPACITY (16): LBPME=1 on SLUs (thin provisioned), with LBPRZ from

@@ -58,7 +58,7 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>) -> CmdResult {
     // own (`reservation.rs` keeps them per I_T nexus and LU).
     let take_ua = || {
         ctx.state
-            .take(ctx.target, ctx.nexus, &ctx.lu, ctx.lu_cache)
+            .take(ctx.target, ctx.nexus, ctx.key, &ctx.lu, ctx.lu_cache)
             .or_else(|| ctx.target.reservations.take_ua(ctx))
     };
     if opcode == op::REQUEST_SENSE {

@@ -205,35 +205,33 @@ pub(crate) fn into_buffer(
     data_in: &mut [u8],
     command: impl FnOnce(&dyn DataInSink) -> Outcome,
 ) -> ScsiCompletion {
-    {
-        let capacity = data_in.len();
-        let sink = CallerBuffer {
-            buffer: Cell::new(Some(&mut *data_in)),
-            filled: Cell::new(None),
-        };
-        let outcome = command(&sink);
-        // The sink's last use: `data_in` is the caller's again below.
-        let filled = sink.filled.get();
-        let (status, produced, sense) = match outcome {
-            Outcome::Good(data) => {
-                let produced = match filled {
-                    Some(len) => len,
-                    None => {
-                        let n = data.len().min(capacity);
-                        data_in[..n].copy_from_slice(&data[..n]);
-                        data.len()
-                    }
-                };
-                (Status::Good, produced, SenseBuffer::EMPTY)
-            }
-            Outcome::Check(sense) => (Status::CheckCondition, 0, sense),
-            Outcome::Status(status) => (status, 0, SenseBuffer::EMPTY),
-        };
-        ScsiCompletion {
-            status,
-            data_in_len: produced.min(capacity),
-            residual: Residual::of(produced, capacity),
-            sense,
+    let capacity = data_in.len();
+    let sink = CallerBuffer {
+        buffer: Cell::new(Some(&mut *data_in)),
+        filled: Cell::new(None),
+    };
+    let outcome = command(&sink);
+    // The sink's last use: `data_in` is the caller's again below.
+    let filled = sink.filled.get();
+    let (status, produced, sense) = match outcome {
+        Outcome::Good(data) => {
+            let produced = match filled {
+                Some(len) => len,
+                None => {
+                    let n = data.len().min(capacity);
+                    data_in[..n].copy_from_slice(&data[..n]);
+                    data.len()
+                }
+            };
+            (Status::Good, produced, SenseBuffer::EMPTY)
         }
+        Outcome::Check(sense) => (Status::CheckCondition, 0, sense),
+        Outcome::Status(status) => (status, 0, SenseBuffer::EMPTY),
+    };
+    ScsiCompletion {
+        status,
+        data_in_len: produced.min(capacity),
+        residual: Residual::of(produced, capacity),
+        sense,
     }
 }

@@ -134,11 +134,7 @@ fn hex(bytes: &[u8]) -> String {
 /// The backend's discard granularity in logical blocks (0 when unknown or
 /// not a whole number of blocks), capped to the field's 32 bits.
 fn unmap_granularity_blocks(ctx: &Ctx<'_>, s: &Slu) -> Result<u32, Fail> {
-    let bytes = ctx
-        .target
-        .router
-        .discard_granularity(ctx.nexus.host, s.handle)
-        .map_err(|e| ctx.route(e, false))?;
+    let bytes = super::block::backend_property(ctx, s, |b| b.discard_granularity())?;
     let block = u64::from(s.block_size);
     if bytes == 0 || !bytes.is_multiple_of(block) {
         return Ok(0);

@@ -577,94 +577,64 @@ impl ScsiTarget {
         self.nexuses.get(nexus)
     }
 
-    /// Resolves `lun` for `nexus`; `Err` when a queue-full status must be
-    /// returned instead.
-    /// `port` is set to the addressed PE and the target port group of the
-    /// nexus's port on it, when the LUN names a PE's conglomerate.
-    pub(crate) fn resolve_lu(
-        &self,
-        nexus: ItNexus,
-        lun: Lun,
-        port: &mut Option<(PeId, u16)>,
-    ) -> Result<Lu, RouteError> {
+    /// Resolves `lun` for `nexus`: the logical unit, and when the LUN names
+    /// a PE's conglomerate on the nexus's port, the PE and the port's target
+    /// port group. Takes no queue place (review S17): the READ or WRITE
+    /// that follows is admitted once by the router.
+    pub(crate) fn resolve_lu(&self, nexus: ItNexus, lun: Lun) -> (Lu, Option<(PeId, u16)>) {
         if lun == REPORT_LUNS_WLUN {
-            return Ok(Lu::ReportLunsWlun);
+            return (Lu::ReportLunsWlun, None);
         }
+        let absent = if lun.is_zero() {
+            Lu::AbsentLun0
+        } else {
+            Lu::Unsupported
+        };
         // Either form of the administrative element (SAM-5 4.7.3; see
         // `Lun::decode_addressed`).
         let Ok(c) = lun.decode_addressed() else {
-            return Ok(Lu::Unsupported);
+            return (Lu::Unsupported, None);
         };
         let pes = self.pes.read();
-        let found = pes.iter().enumerate().find(|(_, p)| {
-            p.admin_lun == c.admin
-                && p.ports
-                    .iter()
-                    .any(|(port, _)| *port == nexus.relative_target_port)
+        let found = pes.iter().enumerate().find_map(|(index, pe)| {
+            if pe.admin_lun != c.admin {
+                return None;
+            }
+            let (_, group) = pe
+                .ports
+                .iter()
+                .find(|(p, _)| *p == nexus.relative_target_port)?;
+            Some((index, pe, *group))
         });
-        let Some((index, pe)) = found else {
-            return Ok(if lun.is_zero() {
-                Lu::AbsentLun0
-            } else {
-                Lu::Unsupported
-            });
+        let Some((index, pe, group)) = found else {
+            return (absent, None);
         };
-        *port = pe
-            .ports
-            .iter()
-            .find(|(p, _)| *p == nexus.relative_target_port)
-            .map(|(_, group)| (pe.id, *group));
-        match c.subsidiary {
-            None => {
-                let visible = super::access::alu_visible(&self.router, nexus.host, pe.id);
-                Ok(if visible {
-                    Lu::Alu(index)
-                } else if lun.is_zero() {
-                    Lu::AbsentLun0
-                } else {
-                    Lu::Unsupported
-                })
-            }
+        let lu = match c.subsidiary {
+            None if super::access::alu_visible(&self.router, nexus.host, pe.id) => Lu::Alu(index),
+            None => absent,
+            // A binding on a failed PE is still that SLU: it answers with
+            // the Unavailable ALUA state while its I/O fails (review S2).
+            // Only a LUN naming no binding is 25h/00h.
             Some(element) if element.addressing() == pe.addressing => {
-                // No admission here: the READ or WRITE that follows is
-                // admitted once by the router, and commands without I/O
-                // take no queue place (review S17).
                 let sid = element.secondary_id();
-                let Some(bound) = self.router.bound_volume(pe.id, nexus.host, sid) else {
-                    // A binding on a failed PE is still that SLU: it answers
-                    // with the Unavailable ALUA state while its I/O fails
-                    // (review S2). Only a LUN naming no binding is 25h/00h.
-                    return Ok(
-                        match self.router.resolve_on_failed(nexus.host, pe.id, sid) {
-                            Some((resolved, capacity_bytes, block_size)) => Lu::Slu(Slu {
-                                pe: index,
-                                handle: BindHandle {
-                                    pe: pe.id,
-                                    secondary_id: sid,
-                                    generation: resolved.generation,
-                                },
-                                key: resolved.vvol,
-                                capacity_bytes,
-                                block_size,
-                            }),
-                            None => Lu::Unsupported,
+                match self.router.bound_volume(pe.id, nexus.host, sid) {
+                    Some(bound) => Lu::Slu(Slu {
+                        pe: index,
+                        handle: BindHandle {
+                            pe: pe.id,
+                            secondary_id: sid,
+                            generation: bound.resolved.generation,
                         },
-                    );
-                };
-                Ok(Lu::Slu(Slu {
-                    pe: index,
-                    handle: BindHandle {
-                        pe: pe.id,
-                        secondary_id: sid,
-                        generation: bound.resolved.generation,
-                    },
-                    key: bound.resolved.vvol,
-                    capacity_bytes: bound.capacity_bytes,
-                    block_size: bound.block_size,
-                }))
+                        key: bound.resolved.vvol,
+                        capacity_bytes: bound.capacity_bytes,
+                        block_size: bound.block_size,
+                    }),
+                    None => Lu::Unsupported,
+                }
             }
-            Some(_) => Ok(Lu::Unsupported),
-        }
+            Some(_) => Lu::Unsupported,
+        };
+        (lu, Some((pe.id, group)))
     }
 
     pub(crate) fn pe(&self, index: usize) -> Option<PeInfo> {
@@ -754,14 +724,7 @@ impl ScsiTarget {
         data_in: &dyn DataInSink,
     ) -> (CmdResult, Option<LuKey>) {
         let nexus = on.nexus;
-        let mut port = None;
-        let lu = match self.resolve_lu(nexus, lun, &mut port) {
-            Ok(lu) => lu,
-            Err(e) => {
-                let status = super::access::queue_full_status(&e).unwrap_or(Status::Busy);
-                return (Err(Fail::Status(status)), None);
-            }
-        };
+        let (lu, port) = self.resolve_lu(nexus, lun);
         let key = LuKey::of(self, &lu);
         let cdb = match Cdb::parse(cdb) {
             Ok(cdb) => cdb,

@@ -196,10 +196,7 @@ impl NexusState {
             reset: target.reset_generation.load(Ordering::Acquire),
             loss: self.loss.load(Ordering::Acquire),
             alua,
-            topology: target
-                .inventory_generation
-                .load(Ordering::Acquire)
-                .wrapping_add(router.host_mapping_changes(nexus.host)),
+            topology: topology(target, nexus.host),
             bindings,
             capacity,
             mode: target.mode.changes(key),
@@ -239,13 +236,14 @@ impl NexusState {
         &self,
         target: &ScsiTarget,
         nexus: ItNexus,
+        key: Option<LuKey>,
         lu: &Lu,
         cache: Option<&LuCache>,
     ) -> Option<Sense> {
         if self.transient {
             return None;
         }
-        let key = LuKey::of(target, lu)?;
+        let key = key?;
         let now = self.now(target, nexus, key, lu);
         let cached = cache
             .and_then(std::cell::Cell::take)
@@ -306,10 +304,7 @@ impl NexusState {
     /// 3Fh/0Eh was reported to this nexus on one LU: no other LU of the
     /// nexus reports it for the changes made so far (LUICLR).
     fn inventory_reported(&self, target: &ScsiTarget, nexus: ItNexus) {
-        let topology = target
-            .inventory_generation
-            .load(Ordering::Acquire)
-            .wrapping_add(target.router.host_mapping_changes(nexus.host));
+        let topology = topology(target, nexus.host);
         let lus = self.lus.read();
         for (key, entry) in lus.iter() {
             let mut ua = entry.lock();
@@ -332,10 +327,7 @@ impl NexusState {
         scope: ToldScope,
         pes: impl IntoIterator<Item = PeId>,
     ) -> Told {
-        let topology = target
-            .inventory_generation
-            .load(Ordering::Acquire)
-            .wrapping_add(target.router.host_mapping_changes(nexus.host));
+        let topology = topology(target, nexus.host);
         let bindings = pes
             .into_iter()
             .map(|pe| (pe, target.router.host_pe_binding_changes(nexus.host, pe)))
@@ -382,6 +374,15 @@ impl NexusState {
             }
         }
     }
+}
+
+/// The counter of what the PE list shows `host`: the target's PE list
+/// (`ScsiTarget::refresh`) and the PEs mapped to the host.
+fn topology(target: &ScsiTarget, host: crate::model::HostId) -> u64 {
+    target
+        .inventory_generation
+        .load(Ordering::Acquire)
+        .wrapping_add(target.router.host_mapping_changes(host))
 }
 
 /// Makes room for one LU: LUs of bindings that no longer exist first, then

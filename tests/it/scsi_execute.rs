@@ -225,6 +225,16 @@ fn commands_without_io_to_an_slu_answer_while_the_pe_queue_is_full() {
                 .any(|l| l == slu.to_bytes()),
             "the SLU is listed: {luns:?}"
         );
+        // Nor are the VPD pages and READ CAPACITY (16) that read backend
+        // properties (LBPRZ, OPTIMAL UNMAP GRANULARITY).
+        for cdb in [
+            &crate::scsi_target::vpd(0xB0)[..],
+            &crate::scsi_target::vpd(0xB2)[..],
+            &[0x9E, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0][..],
+        ] {
+            let r = f.run(1, slu, cdb, &[]);
+            assert_eq!(r.status, Status::Good, "{cdb:02x?}: {r:?}");
+        }
         gate.open();
         for r in readers {
             assert_eq!(r.join().unwrap().status, Status::Good);
