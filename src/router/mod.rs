@@ -162,9 +162,10 @@ impl Router {
     }
 
     /// How often the bindings behind `pe` (or its state) have changed: bumped
-    /// on every bind, unbind, host-set change and PE state change. A SCSI
-    /// target compares it to decide whether REPORTED LUNS DATA HAS CHANGED
-    /// may be due. `None` for an unknown PE. One atomic load; no lock.
+    /// on every bind, unbind, host-set change and PE state change (the
+    /// SCSI target uses the finer per-host counters behind
+    /// [`host_inventory_changes`](Self::host_inventory_changes)). `None`
+    /// for an unknown PE. One atomic load; no lock.
     #[must_use]
     pub fn binding_changes(&self, pe: PeId) -> Option<u64> {
         Some(
