@@ -54,10 +54,10 @@ impl ControlPlane {
             None => {}
         }
         if h.initiators.len() >= MAX_INITIATORS_PER_HOST {
-            return Err(ControlError::TooMany {
-                what: "initiators of a host",
-                limit: MAX_INITIATORS_PER_HOST as u64,
-            });
+            return Err(too_many(
+                "initiators of a host",
+                MAX_INITIATORS_PER_HOST as u32,
+            ));
         }
         let rec = Record::Initiator {
             host,
@@ -165,20 +165,17 @@ impl ControlPlane {
     /// (StorageFault).
     pub fn set_pe_context(&self, host: HostId, pes: &[PeId]) -> Result<(), ControlError> {
         let st = self.lock();
-        if !st.hosts.contains_key(&host) {
+        let Some(h) = st.hosts.get(&host) else {
             return Err(ControlError::UnknownSessionHost(host));
-        }
-        // Checked before anything is copied: the list is bounded by the
-        // PEs that exist (at most `max_pes`).
+        };
+        // Checked before anything is copied: the list then holds only PEs
+        // that exist, so its set is bounded by `max_pes`.
         if let Some(pe) = pes.iter().find(|pe| !st.pes.contains_key(pe)) {
             return Err(ControlError::UnknownReportedPe { host, pe: *pe });
         }
         let new: BTreeSet<PeId> = pes.iter().copied().collect();
-        if st.host(host)?.pe_context == new {
+        if h.pe_context == new {
             return Ok(());
-        }
-        if new.len() > self.limits.max_pes as usize {
-            return Err(too_many("PEs in a PE context", self.limits.max_pes));
         }
         let rec = Record::SetPeContext {
             host,

@@ -711,6 +711,10 @@ fn state_from_snapshot(
             }
         }
         let mapped: BTreeSet<PeId> = h.mapped.iter().copied().collect();
+        if mapped.len() != h.mapped.len() {
+            // Replay refuses mapping a PE that is mapped; so does restore.
+            return Err(bad("access rule repeated"));
+        }
         ops.push(RouterOp::HostAdded(h.id));
         ops.push(RouterOp::HostAccess(h.id, mapped.iter().copied().collect()));
         st.hosts.insert(
@@ -826,8 +830,10 @@ fn state_from_snapshot(
         if st.reservations.contains_key(lu) || r.is_empty() {
             return Err(bad("reservations of one logical unit twice, or empty"));
         }
-        st.check_reservations(*lu, r, limits)
-            .map_err(|_| bad("reservations that do not apply"))?;
+        st.check_reservations(*lu, r, limits).map_err(|e| match e {
+            ApplyError::Invalid(reason) => bad(reason),
+            e => apply_error(s.index, e),
+        })?;
         st.put_reservations(*lu, r.clone());
     }
     st.validate().map_err(bad)?;

@@ -411,7 +411,8 @@ impl ControlError {
             | E::VasaHandle(_)
             | E::UnknownPeInBandId(_)
             | E::AmbiguousVasaHandle { .. }
-            | E::InvalidReservations { .. } => VasaFault::InvalidArgument,
+            | E::InvalidReservations { .. }
+            | E::InitiatorInUse { .. } => VasaFault::InvalidArgument,
             E::TooMany { .. } | E::BatchTooLarge { .. } | E::BindCountOverflow { .. } => {
                 VasaFault::TooMany
             }
@@ -425,7 +426,6 @@ impl ControlError {
             | E::StaleGeneration { .. }
             | E::VasaHandleNotFound { .. }
             | E::InitiatorNotFound { .. } => VasaFault::NotFound,
-            E::InitiatorInUse { .. } => VasaFault::InvalidArgument,
             E::UnknownSessionHost(_) => VasaFault::InvalidSession,
             E::VvolBound { .. }
             | E::HostBoundOnPe { .. }

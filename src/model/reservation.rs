@@ -192,11 +192,13 @@ impl LuReservations {
     /// # Errors
     /// What is wrong.
     pub fn check(&self) -> Result<(), &'static str> {
-        for (i, r) in self.registrations.iter().enumerate() {
+        let mut nexuses = std::collections::BTreeSet::new();
+        for r in &self.registrations {
             if r.key == 0 {
                 return Err("registration with reservation key 0");
             }
-            if self.registrations[..i].iter().any(|o| o.nexus == r.nexus) {
+            // A set, not a scan per entry: a journal record may list many.
+            if !nexuses.insert(r.nexus) {
                 return Err("I_T nexus registered twice");
             }
         }

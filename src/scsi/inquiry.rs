@@ -7,7 +7,6 @@ use super::limits::{
     MAX_COMPARE_AND_WRITE_BLOCKS, MAX_TRANSFER_BYTES, MAX_UNMAP_BLOCKS, MAX_UNMAP_DESCRIPTORS,
     MAX_WRITE_SAME_BLOCKS,
 };
-use super::sense::SenseKey;
 use super::target::{CmdResult, Ctx, Fail, Lu, PeInfo, Slu};
 
 /// Length of the standard INQUIRY data this target returns: through the
@@ -178,7 +177,7 @@ fn vpd(ctx: &Ctx<'_>, code: u8) -> CmdResult {
                 Some(v) => ctx
                     .target
                     .vvol_naa(v)
-                    .map_err(|_| Sense::new(SenseKey::HardwareError, 0x44, 0x00))?,
+                    .map_err(|_| Sense::internal_target_failure())?,
                 None => pe.naa,
             };
             let port = ctx.nexus.relative_target_port;

@@ -11,7 +11,7 @@
 //! (one atomic load, no lock) and reloads only after a change, so a target
 //! built on a reopened plane, or one that shares its plane with another
 //! target, sees every change. When no logical unit has a reservation the
-//! check is two atomic loads.
+//! check is three atomic loads.
 //!
 //! SPC-2 reservations are not persistent: they live in the target and a
 //! [`reset`](super::ScsiTarget::reset) releases them (SPC-2 5.5.1).
@@ -22,10 +22,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
+use super::Sense;
 use super::cdb::op;
 use super::limits::MAX_PR_UNIT_ATTENTIONS;
-use super::target::{CmdResult, Ctx, Fail, InitiatorPortId, ItNexus, Lu, ScsiTarget};
-use super::{Sense, Status};
+use super::target::{CmdResult, Ctx, InitiatorPortId, ItNexus, ScsiTarget};
+use super::unit_attention::LuKey;
 use crate::model::{LuReservations, PeId, PrLu, PrNexus, VvolId, VvolKey};
 
 /// A logical unit as the mirror keys it: SLUs by the vVol's key (what a
@@ -149,12 +150,13 @@ impl Default for ReservationMirror {
     }
 }
 
-/// The mirror key of the logical unit a command addresses.
+/// The mirror key of the logical unit a command addresses: from the LU
+/// key the command already resolved (no look-up of the PE list).
 pub(crate) fn mirror_key(ctx: &Ctx<'_>) -> Option<MirrorKey> {
-    match ctx.lu {
-        Lu::Alu(i) => ctx.target.pe_id(i).map(MirrorKey::Alu),
-        Lu::Slu(s) => Some(MirrorKey::Slu(s.key)),
-        _ => None,
+    match ctx.key? {
+        LuKey::Alu(pe) => Some(MirrorKey::Alu(pe)),
+        LuKey::Slu(_, vvol) => Some(MirrorKey::Slu(vvol)),
+        LuKey::Wlun => None,
     }
 }
 
@@ -250,7 +252,7 @@ impl ReservationMirror {
             return Ok(Vec::new());
         };
         let opcode = ctx.cdb.opcode();
-        let conflict = Err(Fail::Status(Status::ReservationConflict));
+        let conflict = Err(super::reservation_out::conflict());
         if let Some(r) = self.spc2_of(ctx.target, key) {
             // SPC-3 5.6.3 / SPC-4 5.9.3 (CRH=0): while an SPC-2
             // reservation is held, every PERSISTENT RESERVE IN and OUT

@@ -193,7 +193,7 @@ pub(crate) fn persistent_reserve_out(ctx: &Ctx<'_>) -> CmdResult {
                 return Err(Sense::lun_not_supported().into());
             }
             // The journal failed: 44h/00h INTERNAL TARGET FAILURE.
-            Err(_) => return Err(Sense::new(SenseKey::HardwareError, 0x44, 0x00).into()),
+            Err(_) => return Err(Sense::internal_target_failure().into()),
         }
     }
     Err(Fail::Status(Status::Busy))
@@ -213,13 +213,13 @@ pub(crate) fn reserve_6(ctx: &Ctx<'_>) -> CmdResult {
         return if r.holder == ctx.nexus {
             Ok(Vec::new())
         } else {
-            Err(Fail::Status(Status::ReservationConflict))
+            Err(super::reservation_out::conflict())
         };
     }
     // SPC-4 5.9.3 (CRH=0): a registered logical unit refuses RESERVE.
     let state = mirror.state(ctx.target, key);
     if !state.registrations.is_empty() || state.reservation.is_some() {
-        return Err(Fail::Status(Status::ReservationConflict));
+        return Err(super::reservation_out::conflict());
     }
     let vvol = match ctx.lu {
         Lu::Slu(s) => Some(

@@ -50,7 +50,8 @@ pub(crate) struct Decision {
     pub(crate) uas: Vec<(PrNexus, u8)>,
 }
 
-fn conflict() -> Fail {
+/// RESERVATION CONFLICT status.
+pub(crate) fn conflict() -> Fail {
     Fail::Status(Status::ReservationConflict)
 }
 

@@ -147,6 +147,12 @@ impl Sense {
         Self::new(SenseKey::NoSense, 0, 0)
     }
 
+    /// HARDWARE ERROR, 44h/00h INTERNAL TARGET FAILURE.
+    #[must_use]
+    pub const fn internal_target_failure() -> Self {
+        Self::new(SenseKey::HardwareError, 0x44, 0x00)
+    }
+
     /// ILLEGAL REQUEST, 25h/00h LOGICAL UNIT NOT SUPPORTED.
     #[must_use]
     pub const fn lun_not_supported() -> Self {

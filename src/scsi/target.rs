@@ -212,7 +212,7 @@ impl Ctx<'_> {
 /// Sense for a backend failure.
 pub(crate) fn backend_sense(error: &BackendError, write: bool) -> Sense {
     match error {
-        BackendError::Gone { .. } => Sense::new(SenseKey::HardwareError, 0x44, 0x00),
+        BackendError::Gone { .. } => Sense::internal_target_failure(),
         BackendError::OutOfRange { .. } => Sense::lba_out_of_range(),
         BackendError::Unsupported { .. } => Sense::invalid_opcode(),
         BackendError::TooLarge { .. } => Sense::invalid_field_in_cdb(0, None),

@@ -170,3 +170,45 @@ fn limits_below_the_journal_are_refused_by_name_and_raising_them_works() {
         Err(ControlError::TooMany { .. })
     ));
 }
+
+/// Reservation limits below what a journal holds are refused by name, from
+/// records and from a compacted snapshot alike (not reported as corruption).
+#[test]
+fn reservation_limits_below_the_journal_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let plane = open(&path, Limits::default()).unwrap();
+    populate(&plane, 3);
+    let pe = plane.pes_for_array(plane.arrays()[0]).unwrap()[0];
+    let mut state = LuReservations::default();
+    for h in 0..3 {
+        state.registrations.push(PrRegistration {
+            nexus: PrNexus {
+                host: HostId(h),
+                initiator: 0,
+                relative_target_port: 1,
+            },
+            key: u64::from(h) + 1,
+        });
+    }
+    plane
+        .set_reservations(PrLu::Alu(pe), &LuReservations::default(), state)
+        .unwrap();
+    drop(plane);
+    let tight = Limits::default().with_max_pr_registrations_per_lu(2);
+    for compacted in [false, true] {
+        if compacted {
+            let plane = open(&path, Limits::default()).unwrap();
+            plane.compact_journal().unwrap();
+        }
+        match open(&path, tight) {
+            Err(JournalError::LimitBelowState { limit, count, .. }) => {
+                assert_eq!((limit, count), ("max_pr_registrations_per_lu", 3));
+            }
+            Err(e) => panic!("expected LimitBelowState (compacted {compacted}), got {e}"),
+            Ok(_) => panic!("opened with fewer registrations allowed than held"),
+        }
+    }
+    let plane = open(&path, Limits::default().with_max_pr_registrations_per_lu(3)).unwrap();
+    assert_eq!(plane.reservations(PrLu::Alu(pe)).registrations.len(), 3);
+}

@@ -155,11 +155,21 @@ fn put_opt_u64(w: &mut Writer, v: Option<u64>) {
 
 impl Snapshot {
     /// The host `id` of a snapshot being decoded.
+    /// Hosts are written in id order, so this is a binary search (a
+    /// section entry per (host, PE) must not cost a scan of every host).
     fn host_mut(&mut self, id: HostId) -> Result<&mut HostData, JournalError> {
-        self.hosts
-            .iter_mut()
-            .find(|h| h.id == id)
-            .ok_or_else(|| super::fields::bad("host section names an unknown host"))
+        match self.hosts.binary_search_by_key(&id, |h| h.id) {
+            Ok(i) => Ok(&mut self.hosts[i]),
+            Err(_) => Err(super::fields::bad("host section names an unknown host")),
+        }
+    }
+
+    /// The PE `id` of a snapshot being decoded (PEs are written in id order).
+    fn pe_mut(&mut self, id: PeId, what: &'static str) -> Result<&mut PeData, JournalError> {
+        match self.pes.binary_search_by_key(&id, |p| p.id) {
+            Ok(i) => Ok(&mut self.pes[i]),
+            Err(_) => Err(super::fields::bad(what)),
+        }
     }
 
     /// The snapshot's bytes (split into chunks by the caller).
@@ -470,9 +480,7 @@ impl Snapshot {
                     for _ in 0..r.count(8)? {
                         let id = PeId(r.u32()?);
                         let depth = r.u32()?;
-                        let p = s.pes.iter_mut().find(|p| p.id == id).ok_or_else(|| {
-                            super::fields::bad("host queue depth of an unknown PE")
-                        })?;
+                        let p = s.pe_mut(id, "host queue depth of an unknown PE")?;
                         p.spec = p.spec.clone().with_host_queue_depth(depth);
                     }
                 }
@@ -521,11 +529,10 @@ impl Snapshot {
                 pool.fresh_tag = fresh_tag;
                 pools.push((host, pool));
             }
-            let pe = self
-                .pes
-                .iter_mut()
-                .find(|p| p.id == id)
-                .ok_or_else(|| super::fields::bad("host spaces of an unknown PE"))?;
+            let pe = self.pe_mut(id, "host spaces of an unknown PE")?;
+            if pe.host_floor != 0 || !pe.host_pools.is_empty() {
+                return Err(super::fields::bad("host spaces of a PE twice"));
+            }
             pe.host_floor = floor;
             pe.host_pools = pools;
         }
