@@ -84,11 +84,13 @@ impl State {
         self.pr_version += 1;
     }
 
-    /// Drops the state of a deleted vVol or removed PE.
+    /// Drops the state of a deleted vVol or removed PE. The version moves
+    /// even when it had none: SCSI targets then drop their SPC-2
+    /// reservations of that logical unit (not kept in the plane) before a
+    /// reused vVol key could inherit one.
     pub(crate) fn drop_reservations(&mut self, lu: PrLu) {
-        if self.reservations.remove(&lu).is_some() {
-            self.pr_version += 1;
-        }
+        self.reservations.remove(&lu);
+        self.pr_version += 1;
     }
 
     /// A power on of `array`'s logical units (SPC-5 5.14.5): state

@@ -196,6 +196,13 @@ impl ReservationMirror {
             };
             map.insert(key, (lu, Arc::new(state)));
         }
+        // SPC-2 reservations made on a vVol that is gone (the plane's
+        // version moves when a vVol is deleted, so this runs before a
+        // reused key is addressed).
+        self.spc2.lock().retain(|key, r| match (key, r.vvol) {
+            (MirrorKey::Slu(k), Some(vvol)) => target.plane.vvol_by_key(*k) == Some(vvol),
+            _ => true,
+        });
         self.seen.store(version, Ordering::Release);
         drop(map);
         self.recount();
@@ -210,23 +217,14 @@ impl ReservationMirror {
             .map_or_else(Arc::default, |(_, r)| Arc::clone(r))
     }
 
-    /// The SPC-2 reservation of a logical unit, dropping one made on a
-    /// vVol that no longer holds the key.
-    pub(crate) fn spc2_of(&self, target: &ScsiTarget, key: MirrorKey) -> Option<Spc2> {
+    /// The SPC-2 reservation of a logical unit. No control-plane lock: a
+    /// reservation of a deleted vVol is dropped by [`reload`](Self::reload),
+    /// which the deletion triggers.
+    pub(crate) fn spc2_of(&self, key: MirrorKey) -> Option<Spc2> {
         if self.spc2_len.load(Ordering::Acquire) == 0 {
             return None;
         }
-        let mut spc2 = self.spc2.lock();
-        let r = *spc2.get(&key)?;
-        if let (MirrorKey::Slu(k), Some(vvol)) = (key, r.vvol)
-            && target.plane.vvol_by_key(k) != Some(vvol)
-        {
-            spc2.remove(&key);
-            drop(spc2);
-            self.recount();
-            return None;
-        }
-        Some(r)
+        self.spc2.lock().get(&key).copied()
     }
 
     /// Adds or removes an SPC-2 reservation.
@@ -253,7 +251,7 @@ impl ReservationMirror {
         };
         let opcode = ctx.cdb.opcode();
         let conflict = Err(super::reservation_out::conflict());
-        if let Some(r) = self.spc2_of(ctx.target, key) {
+        if let Some(r) = self.spc2_of(key) {
             // SPC-3 5.6.3 / SPC-4 5.9.3 (CRH=0): while an SPC-2
             // reservation is held, every PERSISTENT RESERVE IN and OUT
             // conflicts, whoever sends it.

@@ -209,7 +209,7 @@ pub(crate) fn reserve_6(ctx: &Ctx<'_>) -> CmdResult {
     let key = mirror_key(ctx).ok_or_else(Sense::lun_not_supported)?;
     let mirror = &ctx.target.reservations;
     let _one = mirror.out.lock();
-    if let Some(r) = mirror.spc2_of(ctx.target, key) {
+    if let Some(r) = mirror.spc2_of(key) {
         return if r.holder == ctx.nexus {
             Ok(Vec::new())
         } else {
@@ -255,10 +255,7 @@ pub(crate) fn release_6(ctx: &Ctx<'_>) -> CmdResult {
     let key = mirror_key(ctx).ok_or_else(Sense::lun_not_supported)?;
     let mirror = &ctx.target.reservations;
     let _one = mirror.out.lock();
-    if mirror
-        .spc2_of(ctx.target, key)
-        .is_some_and(|r| r.holder == ctx.nexus)
-    {
+    if mirror.spc2_of(key).is_some_and(|r| r.holder == ctx.nexus) {
         mirror.set_spc2(key, None);
     }
     Ok(Vec::new())

@@ -722,3 +722,40 @@ fn a_second_target_on_the_plane_sees_the_reservations() {
     assert_eq!((sense[2] & 0x0F, sense[12], sense[13]), (6, 0x2A, 0x03));
     assert_eq!(s.run(b, lun, &[0; 6], &[]).status, Status::Good);
 }
+
+/// An SPC-2 reservation belongs to its vVol: once the vVol is deleted, a
+/// new vVol that gets its key (the plane reuses keys) is not reserved.
+#[test]
+fn a_reserve_6_does_not_outlive_its_vvol() {
+    // Room for two vVols, so the third reuses the deleted one's key.
+    let s = build(ControlPlane::new(Limits::default().with_max_vvols(2)));
+    let (v, lun) = s.slu();
+    let (a, b) = (s.nexus(0, 1), s.nexus(1, 1));
+    for n in [a, b] {
+        s.ready(n, lun);
+    }
+    good(&s.run(a, lun, &[0x16, 0, 0, 0, 0, 0], &[]));
+    conflict(&s.run(b, lun, &read10(), &[]));
+    for h in s.hosts {
+        for binding in s.plane.bindings_for_vvol(v).unwrap() {
+            let _ = s
+                .plane
+                .unbind(h, binding.handle, vvol::UnbindContext::Normal);
+        }
+    }
+    let key = s.plane.vvol(v).unwrap().key;
+    s.plane.delete_vvol(v).unwrap();
+    // Of the next two vVols (the most there may be), one has the key.
+    let (x, lun_x) = s.slu();
+    let (y, lun_y) = s.slu();
+    let lun = if s.plane.vvol(x).unwrap().key == key {
+        lun_x
+    } else {
+        assert_eq!(s.plane.vvol(y).unwrap().key, key, "the key is reused");
+        lun_y
+    };
+    for n in [a, b] {
+        s.ready(n, lun);
+    }
+    good(&s.run(b, lun, &read10(), &[]));
+}
