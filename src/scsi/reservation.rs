@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, RwLock};
+use rustc_hash::FxHashMap;
 
 use super::Sense;
 use super::cdb::op;
@@ -124,7 +125,7 @@ pub(crate) struct ReservationMirror {
     /// Logical units with a persistent reservation in `map`, plus SPC-2
     /// reservations: 0 lets every command through without a lock.
     held: AtomicUsize,
-    map: RwLock<HashMap<MirrorKey, (PrLu, Arc<LuReservations>)>>,
+    map: RwLock<FxHashMap<MirrorKey, (PrLu, Arc<LuReservations>)>>,
     pub(crate) spc2: Mutex<HashMap<MirrorKey, Spc2>>,
     /// `spc2.len()`, read without the lock.
     spc2_len: AtomicUsize,
@@ -140,7 +141,7 @@ impl Default for ReservationMirror {
         Self {
             seen: AtomicU64::new(u64::MAX),
             held: AtomicUsize::new(0),
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(FxHashMap::default()),
             spc2: Mutex::new(HashMap::new()),
             spc2_len: AtomicUsize::new(0),
             ua: Mutex::new(HashMap::new()),
@@ -265,18 +266,22 @@ impl ReservationMirror {
                 return conflict;
             }
         }
-        let state = {
-            let map = self.map.read();
-            match map.get(&key) {
-                Some((_, s)) if s.reservation.is_some() => Arc::clone(s),
-                _ => return Ok(Vec::new()),
-            }
+        // Decided under the read lock: no clone of the state per command.
+        let map = self.map.read();
+        let Some((_, state)) = map.get(&key) else {
+            return Ok(Vec::new());
         };
         let Some(res) = state.reservation else {
             return Ok(Vec::new());
         };
         let me = PrNexus::from(ctx.nexus);
-        if state.is_holder(me) || (res.kind.registrants_share() && state.key_of(me).is_some()) {
+        let shares = if res.kind.registrants_share() {
+            state.key_of(me).is_some()
+        } else {
+            res.holder == me
+        };
+        drop(map);
+        if shares {
             return Ok(Vec::new());
         }
         match access(opcode, ctx.cdb.service_action()) {
